@@ -1,0 +1,87 @@
+"""The `mig-exporter` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.sampler import Sampler
+from exporter.server import build_app
+from exporter.settings import OPTIONS, ConfigError, Settings, resolve
+from exporter.sources import SourceOptions, open_source
+from exporter.sources.base import SourceUnavailableError
+
+log = logging.getLogger("exporter")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (raised, printed by main) instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mig-exporter", description="Per-slice activity and memory of MIG GPUs for Prometheus.")
+    parser.add_argument("--version", action="version", version=f"mig-exporter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = commands.add_parser("serve", help="run the exporter daemon")
+    for option in OPTIONS:
+        serve.add_argument(
+            option.flag,
+            dest=option.key,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} (env {option.env}; default {option.default})",
+        )
+    serve.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
+    )
+    return parser
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    source = open_source(settings.source, SourceOptions(scenario=settings.scenario))
+    sampler = Sampler(
+        source,
+        interval=settings.interval,
+        discovery_interval=settings.discovery_interval,
+        deadline=settings.deadline,
+    )
+    app = build_app(sampler)
+    log.info("mig-exporter %s serving %s source on %s", __version__, source.name, settings.listen)
+    try:
+        web.run_app(
+            app, host=settings.listen.host, port=settings.listen.port, print=None, access_log=None, shutdown_timeout=5
+        )
+    except OSError as exc:
+        print(f"mig-exporter: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "serve":
+            return serve(resolve(vars(args)))
+    except (ConfigError, SourceUnavailableError) as exc:
+        print(f"mig-exporter: error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Snapshot -> metric families -> bytes, rendered once per snapshot and served as-is.
+
+A scrape never builds metrics: it picks one of the pre-rendered bodies by format and
+encoding. The text uses prometheus-client's own exposition code over a throwaway
+registry whose only collector yields families built from the frozen snapshot.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import exposition as text_format
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics import exposition as openmetrics_format
+from prometheus_client.registry import CollectorRegistry
+
+from exporter import __version__
+from exporter.model import ACTIVITY_FIELDS, Entity, Field, Snapshot
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+_ACTIVITY_HELP = {
+    Field.GR_ENGINE_ACTIVE: "Fraction of time the graphics/compute engine was active",
+    Field.SM_ACTIVE: "Fraction of time at least one warp was active on an SM, averaged over SMs",
+    Field.SM_OCCUPANCY: "Fraction of resident warps to the SM maximum, averaged over SMs",
+    Field.TENSOR_ACTIVE: "Fraction of cycles the tensor pipes were active",
+    Field.DRAM_ACTIVE: "Fraction of cycles device memory was busy sending or receiving data",
+}
+_SAMPLED_NOTE = "sampled in the background every interval (see mig_exporter_last_sample_timestamp_seconds)"
+
+FamilyBuilder = Callable[[Snapshot], Iterable[Metric]]
+
+
+def _gauge(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels, unit=unit)
+
+
+def native_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The metric contract's native families (see README's metric table)."""
+    yield from _gpu_families(snapshot)
+    yield from _instance_families(snapshot)
+    yield from _compute_instance_families(snapshot)
+
+
+def _gpu_families(snapshot: Snapshot) -> Iterator[Metric]:
+    info = _gauge("mig_gpu_info", "GPU identity; always 1", ["gpu", "uuid", "model", "driver_version", "mig_mode"])
+    mem_total = _gauge("mig_gpu_memory_total_bytes", "Total memory of the whole GPU", ["gpu", "uuid"])
+    mem_used = _gauge("mig_gpu_memory_used_bytes", "Memory used on the whole GPU", ["gpu", "uuid"])
+    power = _gauge("mig_gpu_power_watts", "Power draw of the whole GPU", ["gpu", "uuid"])
+    temp = _gauge("mig_gpu_temperature_celsius", "GPU die temperature", ["gpu", "uuid"])
+    activity = {
+        f: _gauge(
+            f"mig_gpu_{f.value}_ratio",
+            f"{_ACTIVITY_HELP[f]}, whole GPU with MIG disabled; {_SAMPLED_NOTE}",
+            ["gpu", "uuid"],
+        )
+        for f in ACTIVITY_FIELDS
+    }
+    scalar = {Field.MEMORY_TOTAL: mem_total, Field.MEMORY_USED: mem_used, Field.POWER: power, Field.TEMPERATURE: temp}
+    for gpu in snapshot.topology.gpus:
+        labels = [str(gpu.index), gpu.uuid]
+        info.add_metric([*labels, gpu.model, gpu.driver_version, gpu.mig_mode], 1)
+        sample = snapshot.samples.get(gpu.index)
+        if sample is None:
+            continue
+        values = sample.values.get(Entity(gpu.index), {})
+        for fld, family in scalar.items():
+            if fld in values:
+                family.add_metric(labels, values[fld])
+        if not gpu.mig_enabled:
+            for fld, family in activity.items():
+                if fld in values:
+                    family.add_metric(labels, values[fld])
+    yield from (info, mem_total, mem_used, power, temp, *activity.values())
+
+
+def _instance_families(snapshot: Snapshot) -> Iterator[Metric]:
+    labels = ["gpu", "gi", "profile"]
+    info = _gauge(
+        "mig_instance_info",
+        "MIG GPU instance identity and placement (in memory slices); always 1",
+        ["gpu", "uuid", "gi", "profile", "placement_start", "placement_size"],
+    )
+    compute = _gauge("mig_instance_compute_slices", "Compute slices of the GPU instance (of 7)", labels)
+    memory = _gauge("mig_instance_memory_slices", "Memory slices of the GPU instance (of 8)", labels)
+    activity = {
+        f: _gauge(
+            f"mig_instance_{f.value}_ratio",
+            f"{_ACTIVITY_HELP[f]}, relative to the GPU instance; {_SAMPLED_NOTE}",
+            labels,
+        )
+        for f in ACTIVITY_FIELDS
+    }
+    mem_used = _gauge("mig_instance_memory_used_bytes", "Memory used in the GPU instance", labels)
+    mem_total = _gauge("mig_instance_memory_total_bytes", "Memory of the GPU instance", labels)
+    for gpu, inst in snapshot.topology.iter_instances():
+        key = [str(gpu.index), str(inst.gi), inst.profile]
+        info.add_metric(
+            [str(gpu.index), gpu.uuid, str(inst.gi), inst.profile, str(inst.placement_start), str(inst.placement_size)],
+            1,
+        )
+        compute.add_metric(key, inst.compute_slices)
+        memory.add_metric(key, inst.memory_slices)
+        sample = snapshot.samples.get(gpu.index)
+        if sample is None:
+            continue
+        values = sample.values.get(Entity(gpu.index, inst.gi), {})
+        for fld, family in activity.items():
+            if fld in values:
+                family.add_metric(key, values[fld])
+        if Field.MEMORY_USED in values:
+            mem_used.add_metric(key, values[Field.MEMORY_USED])
+        mem_total.add_metric(key, values.get(Field.MEMORY_TOTAL, inst.memory_total_bytes))
+    yield from (info, compute, memory, *activity.values(), mem_used, mem_total)
+
+
+def _compute_instance_families(snapshot: Snapshot) -> Iterator[Metric]:
+    labels = ["gpu", "gi", "ci", "profile"]
+    info = _gauge(
+        "mig_compute_instance_info",
+        "MIG compute instance (one MIG device) identity; always 1",
+        ["gpu", "gi", "ci", "profile", "ci_profile", "mig_uuid"],
+    )
+    activity = {
+        f: _gauge(
+            f"mig_compute_instance_{f.value}_ratio",
+            f"{_ACTIVITY_HELP[f]}, relative to the compute instance; {_SAMPLED_NOTE}",
+            labels,
+        )
+        for f in ACTIVITY_FIELDS
+    }
+    for gpu, inst, ci in snapshot.topology.iter_compute_instances():
+        key = [str(gpu.index), str(inst.gi), str(ci.ci), inst.profile]
+        info.add_metric([*key[:3], inst.profile, ci.profile, ci.mig_uuid], 1)
+        sample = snapshot.samples.get(gpu.index)
+        if sample is None:
+            continue
+        values = sample.values.get(Entity(gpu.index, inst.gi, ci.ci), {})
+        for fld, family in activity.items():
+            if fld in values:
+                family.add_metric(key, values[fld])
+    yield from (info, *activity.values())
+
+
+def exporter_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The exporter's own health: build, source state, sample age and cost, errors, field support."""
+    build = _gauge("mig_exporter_build_info", "mig-exporter version and source; always 1", ["version", "source"])
+    build.add_metric([__version__, snapshot.source], 1)
+    up = _gauge("mig_exporter_source_up", "1 when the last sampling cycle read every GPU", ["source"])
+    up.add_metric([snapshot.source], 1 if snapshot.source_up else 0)
+    last = _gauge(
+        "mig_exporter_last_sample_timestamp_seconds",
+        "Unix time the values in this exposition were sampled; scrapes serve the latest sample",
+        [],
+    )
+    last.add_metric([], snapshot.timestamp)
+    duration = _gauge("mig_exporter_sample_duration_seconds", "Duration of the last sampling cycle", [])
+    duration.add_metric([], snapshot.duration)
+    errors = CounterMetricFamily(
+        "mig_exporter_errors", "Errors by stage (discover, sample) and reason", labels=["stage", "reason"]
+    )
+    for (stage, reason), count in sorted(snapshot.errors.items()):
+        errors.add_metric([stage, reason], count)
+    supported = _gauge(
+        "mig_exporter_field_supported",
+        "1 when the source reads this field on this GPU; 0 with the reason when it cannot (the series is then absent)",
+        ["gpu", "field", "reason"],
+    )
+    for index, sample in sorted(snapshot.samples.items()):
+        present = {f for values in sample.values.values() for f in values}
+        for fld in Field:
+            if fld in sample.unsupported:
+                supported.add_metric([str(index), fld.value, sample.unsupported[fld]], 0)
+            elif fld in present:
+                supported.add_metric([str(index), fld.value, ""], 1)
+    yield from (build, up, last, duration, errors, supported)
+
+
+class _SnapshotCollector:
+    """A collector over one frozen snapshot, for one render."""
+
+    def __init__(self, snapshot: Snapshot, builders: Iterable[FamilyBuilder]) -> None:
+        self._snapshot = snapshot
+        self._builders = tuple(builders)
+
+    def collect(self) -> Iterator[Metric]:
+        for build in self._builders:
+            yield from build(self._snapshot)
+
+
+@dataclass
+class Rendered:
+    """The exposition of one snapshot in both formats; gzip bodies are made on first use."""
+
+    text: bytes
+    openmetrics: bytes
+    timestamp: float
+    _gzipped: dict[bool, bytes] = field(default_factory=dict)
+
+    def body(self, openmetrics: bool, gzipped: bool) -> bytes:
+        """The body for a format and encoding."""
+        plain = self.openmetrics if openmetrics else self.text
+        if not gzipped:
+            return plain
+        if openmetrics not in self._gzipped:
+            self._gzipped[openmetrics] = gzip.compress(plain, compresslevel=6, mtime=0)
+        return self._gzipped[openmetrics]
+
+
+def render(snapshot: Snapshot, builders: Iterable[FamilyBuilder]) -> Rendered:
+    """Render one snapshot in Prometheus text and OpenMetrics formats."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot, builders))
+    return Rendered(
+        text=text_format.generate_latest(registry),
+        openmetrics=openmetrics_format.generate_latest(registry),  # type: ignore[no-untyped-call]
+        timestamp=snapshot.timestamp,
+    )
+
+
+class Exposition:
+    """Holds the rendered bytes of the latest snapshot; subscribe `update` to the sampler."""
+
+    def __init__(self, builders: Iterable[FamilyBuilder] = (native_families, exporter_families)) -> None:
+        self.builders = tuple(builders)
+        self.current: Rendered | None = None
+
+    def update(self, snapshot: Snapshot) -> None:
+        """Render `snapshot` and make it the one scrapes serve (a single reference swap)."""
+        self.current = render(snapshot, self.builders)
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True when the Accept header asks for OpenMetrics (as Prometheus does when it supports it)."""
+    return any(part.split(";")[0].strip() == "application/openmetrics-text" for part in accept.split(","))

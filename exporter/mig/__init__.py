@@ -1,0 +1,1 @@
+"""MIG hardware knowledge: profile catalogs per board and the placement rules. No I/O."""

@@ -1,0 +1,172 @@
+"""The sampling loop: discovery, per-GPU sampling under deadlines, snapshot publication.
+
+One task runs the loop. Each GPU is sampled in its own task with a deadline, so one
+failing or hung GPU marks only that GPU stale. A hung call is never started twice: while
+the previous call for a GPU is still running, that GPU stays stale and no new call is made,
+so a hung driver cannot pile up threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from exporter.model import Gpu, GpuSample, Snapshot, Topology
+from exporter.sources.base import GpuError, Source, TopologyChangedError
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Snapshot], None]
+
+
+class Sampler:
+    """Publishes a fresh Snapshot every `interval` seconds to its subscribers."""
+
+    def __init__(
+        self,
+        source: Source,
+        interval: float = 1.0,
+        discovery_interval: float = 60.0,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.interval = interval
+        self.discovery_interval = discovery_interval
+        self.deadline = deadline if deadline is not None else interval
+        self._clock = clock
+        self._topology: Topology | None = None
+        self._discovered_at = float("-inf")
+        self._inflight: dict[int, asyncio.Task[GpuSample]] = {}
+        self._errors: Counter[tuple[str, str]] = Counter()
+        self.snapshot: Snapshot | None = None
+        self.subscribers: list[Subscriber] = []
+
+    def _count(self, stage: str, reason: str) -> None:
+        self._errors[(stage, reason)] += 1
+
+    async def _discover(self) -> bool:
+        """Run discovery; on failure keep the previous topology and return False."""
+        try:
+            self._topology = await asyncio.wait_for(self.source.discover(), self.deadline)
+        except TimeoutError:
+            log.warning("discovery timed out after %.1fs", self.deadline)
+            self._count("discover", "deadline")
+            return False
+        except GpuError as exc:
+            log.warning("discovery failed: %s", exc)
+            self._count("discover", exc.reason)
+            return False
+        except Exception as exc:  # a source bug must not stop the exporter
+            log.exception("discovery raised %s", type(exc).__name__)
+            self._count("discover", "exception")
+            return False
+        self._discovered_at = time.monotonic()
+        return True
+
+    async def _sample_gpus(self, gpus: list[Gpu]) -> tuple[dict[int, GpuSample], set[int], set[int]]:
+        """Sample GPUs concurrently; return samples, failed GPUs, and GPUs whose layout changed."""
+        samples: dict[int, GpuSample] = {}
+        failed: set[int] = set()
+        changed: set[int] = set()
+        started: dict[int, asyncio.Task[GpuSample]] = {}
+        for gpu in gpus:
+            previous = self._inflight.get(gpu.index)
+            if previous is not None and not previous.done():
+                self._count("sample", "hung")
+                failed.add(gpu.index)
+                continue
+            started[gpu.index] = self._inflight[gpu.index] = asyncio.create_task(self.source.sample(gpu))
+        if started:
+            await asyncio.wait(started.values(), timeout=self.deadline)
+        for index, task in started.items():
+            if not task.done():
+                log.warning("sampling GPU %d passed its %.1fs deadline", index, self.deadline)
+                self._count("sample", "deadline")
+                failed.add(index)
+                task.add_done_callback(_discard_result)
+                continue
+            del self._inflight[index]
+            exc = task.exception()
+            if exc is None:
+                samples[index] = task.result()
+                continue
+            failed.add(index)
+            if isinstance(exc, TopologyChangedError):
+                changed.add(index)
+                self._count("sample", exc.reason)
+            elif isinstance(exc, GpuError):
+                log.warning("sampling GPU %d failed: %s", index, exc)
+                self._count("sample", exc.reason)
+            else:
+                log.error("sampling GPU %d raised %s: %s", index, type(exc).__name__, exc)
+                self._count("sample", "exception")
+        return samples, failed, changed
+
+    async def run_once(self) -> Snapshot:
+        """One cycle: discover if due, sample every GPU, publish and return the snapshot."""
+        started = time.monotonic()
+        discovery_ok = True
+        if self._topology is None or started - self._discovered_at >= self.discovery_interval:
+            discovery_ok = await self._discover()
+        topology = self._topology or Topology()
+        samples, failed, changed = await self._sample_gpus(list(topology.gpus))
+        if changed and await self._discover():
+            # The layout changed under us: publish the new one now, not one interval later.
+            topology = self._topology or Topology()
+            retry = [g for g in topology.gpus if g.index in changed]
+            again, failed_again, _ = await self._sample_gpus(retry)
+            samples.update(again)
+            failed = (failed - changed) | failed_again | {i for i in changed if topology.gpu(i) is None}
+        snapshot = Snapshot(
+            source=self.source.name,
+            topology=topology,
+            samples=samples,
+            timestamp=self._clock(),
+            duration=time.monotonic() - started,
+            source_up=discovery_ok and self._topology is not None and not failed,
+            errors=dict(self._errors),
+            stale_gpus=frozenset(i for i in failed if topology.gpu(i) is not None),
+        )
+        self.publish(snapshot)
+        return snapshot
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` current and hand it to every subscriber."""
+        self.snapshot = snapshot
+        for subscriber in self.subscribers:
+            subscriber(snapshot)
+
+    async def run(self) -> None:
+        """Sample every `interval` seconds until cancelled."""
+        next_tick = time.monotonic()
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # the loop must survive anything a cycle throws
+                log.exception("sampling cycle failed")
+                self._count("cycle", "exception")
+            next_tick += self.interval
+            now = time.monotonic()
+            next_tick = max(next_tick, now)
+            await asyncio.sleep(next_tick - now)
+
+    async def close(self) -> None:
+        """Cancel calls still in flight and close the source."""
+        for task in self._inflight.values():
+            task.cancel()
+        for task in self._inflight.values():
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, 0.1)
+        self._inflight.clear()
+        await self.source.close()
+
+
+def _discard_result(task: asyncio.Task[GpuSample]) -> None:
+    """Retrieve a late task's outcome so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

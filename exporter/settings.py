@@ -1,0 +1,165 @@
+"""`serve` settings from flags, MIG_EXPORTER_* environment variables and a YAML config file.
+
+Precedence: flag, then environment variable, then config file, then default. Each option
+is declared once in OPTIONS; its flag, environment variable and config key derive from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad input: the message names the flag, variable or key and the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str) -> Listen:
+    """HOST:PORT, with IPv6 hosts in brackets ([::1]:9401)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:9401")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("put an IPv6 host in brackets, e.g. [::1]:9401")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"port {port!r} is not a number 1..65535")
+    return Listen(host, int(port))
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0.05 <= seconds <= 3600:
+        raise ValueError("must be between 0.05 and 3600 seconds")
+    return seconds
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One `serve` setting."""
+
+    key: str  # the Settings field and config-file key; the flag is --key with dashes
+    parse: Callable[[str], Any]
+    default: str | None
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "MIG_EXPORTER_" + self.key.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "source",
+        choice("auto", "dcgm", "nvml", "synthetic"),
+        "auto",
+        "where to read GPUs from: auto tries dcgm, then nvml",
+    ),
+    Option("listen", parse_listen, "0.0.0.0:9401", "HOST:PORT to serve on", "HOST:PORT"),
+    Option("interval", positive_seconds, "1", "seconds between samples", "SECONDS"),
+    Option(
+        "discovery_interval",
+        positive_seconds,
+        "60",
+        "seconds between MIG layout discoveries (also after any not-found error)",
+        "SECONDS",
+    ),
+    Option(
+        "deadline",
+        positive_seconds,
+        None,
+        "seconds one GPU's sampling may take before its data is marked stale (default: the interval)",
+        "SECONDS",
+    ),
+    Option("scenario", str, "demo", "synthetic source: built-in scenario (demo, dgx-h100) or a YAML file", "NAME|FILE"),
+    Option("log_level", choice("debug", "info", "warning", "error"), "info", "log verbosity"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: str
+    listen: Listen
+    interval: float
+    discovery_interval: float
+    deadline: float | None
+    scenario: str
+    log_level: str
+
+
+def _load_config_file(path: str) -> dict[str, str]:
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of settings, got {type(doc).__name__}")
+    known = {o.key for o in OPTIONS}
+    out = {}
+    for key, value in doc.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        if isinstance(value, dict | list) or value is None:
+            raise ConfigError(f"{path}: {key}: expected a single value, got {value!r}")
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] = os.environ) -> Settings:
+    """Merge flags, environment and config file into validated Settings."""
+    config_path = flags.get("config") or environ.get("MIG_EXPORTER_CONFIG")
+    from_file = _load_config_file(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        for origin, raw in (
+            (option.flag, flags.get(option.key)),
+            (option.env, environ.get(option.env)),
+            (f"{config_path}: {option.key}", from_file.get(option.key)),
+            (f"default {option.key}", option.default),
+        ):
+            if raw is not None:
+                try:
+                    values[option.key] = option.parse(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{origin}: invalid value {raw!r}: {exc}") from None
+                break
+        else:
+            values[option.key] = None
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,56 @@
+"""GPU backends behind one protocol, selected by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from exporter.sources.base import Source, SourceUnavailableError
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """What the CLI passes to a source factory."""
+
+    scenario: str = "demo"
+
+
+def _synthetic(options: SourceOptions) -> Source:
+    from exporter.sources.synthetic.scenario import ScenarioError, load
+    from exporter.sources.synthetic.simulator import Simulator
+    from exporter.sources.synthetic.source import SyntheticSource
+
+    try:
+        return SyntheticSource(Simulator(load(options.scenario)))
+    except ScenarioError as exc:
+        raise SourceUnavailableError(str(exc)) from None
+
+
+FACTORIES: dict[str, Callable[[SourceOptions], Source]] = {
+    "synthetic": _synthetic,
+}
+
+# `auto` tries these in order; the first that loads wins.
+AUTO_ORDER: tuple[str, ...] = ()
+
+SOURCE_CHOICES = ("auto", "dcgm", "nvml", "synthetic")
+
+
+def open_source(name: str, options: SourceOptions) -> Source:
+    """The source called `name`; raises SourceUnavailableError with a one-line reason."""
+    if name == "auto":
+        reasons = []
+        for candidate in AUTO_ORDER:
+            try:
+                return FACTORIES[candidate](options)
+            except SourceUnavailableError as exc:
+                reasons.append(f"{candidate}: {exc}")
+        tried = "; ".join(reasons) if reasons else "no GPU library is available"
+        raise SourceUnavailableError(
+            f"no GPU source could be opened ({tried}); use --source synthetic to run on simulated GPUs"
+        )
+    if name not in FACTORIES:
+        raise SourceUnavailableError(
+            f"source {name!r} is not available in this build (available: {', '.join(['auto', *FACTORIES])})"
+        )
+    return FACTORIES[name](options)

@@ -1,0 +1,52 @@
+"""The source protocol every GPU backend implements, and the errors it may raise."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from exporter.model import Gpu, GpuSample, Topology
+
+
+class SourceUnavailableError(Exception):
+    """The backend cannot be used at all (library or service missing); the CLI exits 2 with it."""
+
+
+class GpuError(Exception):
+    """Reading one GPU failed; the sampler counts it and keeps the other GPUs.
+
+    `reason` is a short token for the `reason` label of `mig_exporter_errors_total`.
+    """
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TopologyChangedError(GpuError):
+    """An instance the source knew no longer exists: the sampler runs discovery again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="not_found")
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A backend that discovers the node's MIG topology and samples it.
+
+    Implementations keep their blocking library calls off the event loop. The sampler
+    applies deadlines and isolates failures per GPU; a source only raises.
+    """
+
+    name: str
+
+    async def discover(self) -> Topology:
+        """Enumerate GPUs, GPU instances and compute instances."""
+        ...
+
+    async def sample(self, gpu: Gpu) -> GpuSample:
+        """Read every supported field for one GPU and its instances."""
+        ...
+
+    async def close(self) -> None:
+        """Release library handles and buffers."""
+        ...
