@@ -1,0 +1,43 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.sources.synthetic.scenario import load
+from exporter.sources.synthetic.simulator import Simulator
+from tests.support.processes import prometheus_binary
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def dgx() -> Simulator:
+    """A fresh simulator of the dgx-h100 scenario."""
+    return Simulator(load("dgx-h100"))
+
+
+@pytest.fixture
+def demo() -> Simulator:
+    """A fresh simulator of the demo scenario."""
+    return Simulator(load("demo"))
+
+
+@pytest.fixture
+def artifacts() -> Iterator[Path]:
+    """A folder for files a test leaves for people to look at (screenshots); not committed."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield ARTIFACTS
+
+
+@pytest.fixture
+def needs_prometheus() -> None:
+    """Skip, naming the fix, where the prometheus binary is missing; in CI (.ci/run installs it) fail instead."""
+    if prometheus_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus binary not installed in CI: .ci/run should have installed it")
+        pytest.skip("prometheus binary not installed: apt-get install prometheus (.ci/run does)")

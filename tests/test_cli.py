@@ -1,0 +1,94 @@
+"""The command line: bad input exits 2 with one line, settings from flags, env and config file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from exporter.settings import ConfigError, Listen, resolve
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=30, env=env
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--interval", "0"], "--interval: invalid value '0': must be between 0.05 and 3600 seconds"),
+        (["serve", "--listen", "9401"], "--listen: invalid value '9401': expected HOST:PORT"),
+        (["serve", "--listen", "0.0.0.0:99999"], "port '99999' is not a number 1..65535"),
+        (["serve", "--source", "gpu"], "--source: invalid value 'gpu': expected one of auto, dcgm, nvml, synthetic"),
+        (["serve", "--bogus"], "unrecognized arguments: --bogus"),
+        (["serve", "--source", "synthetic", "--scenario", "nope"], "scenario 'nope' is neither a built-in"),
+        (["serve", "--config", "/nonexistent.yaml"], "--config /nonexistent.yaml: cannot read"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
+    """Each bad flag ends with exit code 2 and a single stderr line naming it, no traceback."""
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mig-exporter: error: ")
+    assert message in lines[0]
+
+
+def test_bad_scenario_file_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """A scenario file with a bad profile names the file, the key path and the valid profiles."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gpus:\n  - instances:\n      - profile: 3g.41gb\n")
+    result = run_cli("serve", "--source", "synthetic", "--scenario", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{bad}: gpus[0].instances[0].profile: unknown MIG profile '3g.41gb'" in result.stderr
+
+
+def test_auto_without_gpu_libraries_hints_at_synthetic() -> None:
+    """`--source auto` on a machine with no GPU source says to use --source synthetic."""
+    result = run_cli("serve", "--listen", "127.0.0.1:1")
+    assert result.returncode == 2
+    assert "use --source synthetic" in result.stderr
+
+
+def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
+    """An unknown key or a bad value in the config file names the file and the key."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("intervall: 5\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown setting 'intervall'"):
+        resolve({"config": str(cfg)}, environ={})
+    cfg.write_text("interval: fast\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: interval: invalid value 'fast'"):
+        resolve({"config": str(cfg)}, environ={})
+    cfg.write_text("[1, 2]\n")
+    assert main(["serve", "--config", str(cfg)]) == 2
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    """A flag beats MIG_EXPORTER_*, which beats the config file, which beats the default."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("interval: 7\nscenario: dgx-h100\nlisten: 127.0.0.1:9000\n")
+    env = {"MIG_EXPORTER_INTERVAL": "3", "MIG_EXPORTER_CONFIG": str(cfg)}
+    s = resolve({"interval": None}, environ=env)
+    assert (s.interval, s.scenario, s.listen, s.source) == (3.0, "dgx-h100", Listen("127.0.0.1", 9000), "auto")
+    s = resolve({"interval": "2"}, environ=env)
+    assert s.interval == 2.0
+    assert resolve({}, environ={}).listen == Listen("0.0.0.0", 9401)
+
+
+def test_bad_env_var_names_the_variable() -> None:
+    """A bad MIG_EXPORTER_* value names the variable."""
+    with pytest.raises(ConfigError, match="MIG_EXPORTER_LISTEN: invalid value"):
+        resolve({}, environ={"MIG_EXPORTER_LISTEN": "nowhere"})
+
+
+def test_ipv6_listen_address() -> None:
+    """[::1]:9401 parses to host ::1."""
+    assert resolve({"listen": "[::1]:9401"}, environ={}).listen == Listen("::1", 9401)
