@@ -45,9 +45,7 @@ def test_rules_file_passes_promtool_check(promtool: str) -> None:
 
 def test_rule_unit_tests_pass(promtool: str) -> None:
     """`promtool test rules` passes: every alert fires where it should and stays silent where it should not."""
-    result = subprocess.run(
-        [promtool, "test", "rules", RULE_TESTS.name], capture_output=True, text=True, cwd=RULES_DIR
-    )
+    result = subprocess.run([promtool, "test", "rules", RULE_TESTS.name], capture_output=True, text=True, cwd=RULES_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
