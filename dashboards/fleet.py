@@ -19,7 +19,7 @@ from dashboards.common import (
     target,
     timeseries,
 )
-from dashboards.thresholds import Thresholds
+from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 UID = "mig-fleet"
 SEL = 'instance=~"$instance", gpu=~"$gpu", profile=~"$profile"'
@@ -167,7 +167,7 @@ def _table(th: Thresholds) -> g.Table:
     )
 
 
-def fleet_dashboard(th: Thresholds = Thresholds()) -> g.Dashboard:
+def fleet_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
     """The fleet view: counts and capacity of idle slices, the list of them, and activity over time."""
     return g.Dashboard(
         title="MIG fleet",

@@ -83,7 +83,10 @@ def alert_rules(th: Thresholds, datasource_uid: str, panel: tuple[str, int] | No
         window_s=600,
         for_=th.idle_for,
         severity="warning",
-        summary="Idle MIG slice {{ $labels.profile }} (GPU {{ $labels.gpu }}, GI {{ $labels.gi }}) on {{ $labels.instance }}",
+        summary=(
+            "Idle MIG slice {{ $labels.profile }} (GPU {{ $labels.gpu }}, GI {{ $labels.gi }}) "
+            "on {{ $labels.instance }}"
+        ),
         description=(
             f"{INSTANCE_TEXT} has been below {idle_pct} graphics-engine activity for {th.idle_for} "
             "(5-minute mean now {{ humanizePercentage $values.B.Value }}). Its slices are allocated but do no work."

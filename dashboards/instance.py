@@ -16,7 +16,7 @@ from dashboards.common import (
     target,
     timeseries,
 )
-from dashboards.thresholds import Thresholds
+from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 UID = "mig-instance"
 SEL = 'instance="$instance", gpu="$gpu", gi="$gi"'
@@ -49,7 +49,7 @@ def _info_table(title: str, expr: str, grid: g.GridPos, columns: dict[str, str])
     )
 
 
-def instance_dashboard(th: Thresholds = Thresholds()) -> g.Dashboard:
+def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
     """One GPU instance in detail."""
     return g.Dashboard(
         title="MIG instance",

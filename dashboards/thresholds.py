@@ -21,3 +21,6 @@ class Thresholds:
             raise ValueError(
                 f"thresholds must satisfy 0 < idle < underused <= 1 (got idle={self.idle}, underused={self.underused})"
             )
+
+
+DEFAULT_THRESHOLDS = Thresholds()
