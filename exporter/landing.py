@@ -174,7 +174,7 @@ def _gpu_section(gpu: dict[str, Any]) -> str:
     ]
     compute = sum(i["compute_slices"] for i in gpu["instances"])
     memory = sum(i["memory_slices"] for i in gpu["instances"])
-    title = f"GPU {gpu['gpu']}: {compute} of 7 compute and {memory} of 8 memory slices in use"
+    title = f"{compute} of 7 compute and {memory} of 8 memory slices in use"
     try:
         parts.append(slice_map_svg(board(gpu["board"] or ""), boxes, title=title))
     except ValueError as exc:  # a board the catalog lacks, or a placement off its map: the table still lists all
