@@ -213,17 +213,17 @@ def layout_fragment(data: dict[str, Any]) -> str:
 
 
 _SCRIPT = """
-const layout = document.getElementById('layout'), status = document.getElementById('status');
+const layout = document.getElementById('layout'), statusLine = document.getElementById('status');
 async function refresh() {
   try {
     const response = await fetch('layout.html', {cache: 'no-store'});
     if (!response.ok) throw new Error('HTTP ' + response.status);
     layout.innerHTML = await response.text();
-    status.textContent = 'live · updated ' + new Date().toLocaleTimeString();
-    status.className = 'live';
+    statusLine.textContent = 'live · updated ' + new Date().toLocaleTimeString();
+    statusLine.className = 'live';
   } catch (err) {
-    status.textContent = 'not updating: ' + err.message;
-    status.className = 'error';
+    statusLine.textContent = 'not updating: ' + err.message;
+    statusLine.className = 'error';
   }
 }
 setInterval(refresh, REFRESH_MS);
