@@ -66,8 +66,9 @@ def test_idle_instances_read_zero_and_steady_ones_their_level(stack: tuple[Expor
     for key, level in truth.items():
         assert got[key] == pytest.approx(level, abs=1e-9), key
     idle = {(r["metric"]["gpu"], r["metric"]["gi"]) for r in prom.query("mig_instance_gr_engine_active_ratio == 0")}
-    assert idle == {k for k, v in truth.items() if v == 0}
-    assert len(idle) >= 4
+    # Bursty slices may read 0 during an off phase; among the constant ones, exactly the idle ones read 0.
+    assert {k for k in idle if k in truth} == {k for k, v in truth.items() if v == 0}
+    assert len({k for k, v in truth.items() if v == 0}) >= 4
 
 
 def test_slice_weighted_gpu_activity_matches_the_simulator(stack: tuple[ExporterProcess, PrometheusServer]) -> None:
