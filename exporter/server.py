@@ -65,6 +65,10 @@ def _fmt_bytes(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**30:.1f} GiB"
 
 
+def _fmt_placement(start: int | None, size: int) -> str:
+    return f"?+{size}" if start is None else f"{start}+{size}"
+
+
 def landing_html(snapshot: Snapshot | None, source: str) -> str:
     """A plain page: version, source and the node's MIG layout with live activity and memory."""
     rows = []
@@ -77,7 +81,7 @@ def landing_html(snapshot: Snapshot | None, source: str) -> str:
                 f"MIG {html.escape(gpu.mig_mode)} {state}</th></tr>"
             )
             targets = [
-                (Entity(gpu.index, i.gi), f"GI {i.gi}", i.profile, f"{i.placement_start}+{i.placement_size}")
+                (Entity(gpu.index, i.gi), f"GI {i.gi}", i.profile, _fmt_placement(i.placement_start, i.placement_size))
                 for i in gpu.instances
             ] or [(Entity(gpu.index), "whole GPU", "-", "-")]
             for entity, name, profile, placement in targets:

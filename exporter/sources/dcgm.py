@@ -1,0 +1,702 @@
+"""The DCGM source: NVIDIA's Data Center GPU Manager, through the Python bindings DCGM installs.
+
+The bindings are not on PyPI; they ship with the DCGM package and load `libdcgm.so.4`. The
+source connects to a host engine (`nv-hostengine`, default localhost:5555) or starts an
+embedded one, maps DCGM's own GPU-instance and compute-instance entity IDs to NVML's IDs
+through the GPU-instance hierarchy, and watches one field group on every GPU, GPU-instance
+and compute-instance entity (profiling ratios and framebuffer by field number) plus power
+and temperature on GPU entities only, since on an instance they repeat the parent's value.
+
+DCGM's entity IDs change on a re-partition and a host-engine restart loses every group and
+watch, so both lead back to discovery, which re-maps the hierarchy and re-creates the
+watches. Every blocking call runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from exporter.mig.catalog import BOARDS, Board, board_for_model
+from exporter.model import (
+    ComputeInstance,
+    Entity,
+    Field,
+    Gpu,
+    GpuInstance,
+    GpuSample,
+    Topology,
+)
+from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+
+log = logging.getLogger(__name__)
+
+ENV_BINDINGS = "MIG_EXPORTER_DCGM_BINDINGS"
+# Where DCGM 4 and DCGM 3 packages install the Python bindings.
+DEFAULT_BINDING_DIRS: tuple[str, ...] = (
+    "/usr/share/datacenter-gpu-manager-4/bindings/python3",
+    "/usr/local/dcgm/bindings/python3",
+)
+EMBEDDED = "embedded"
+DEFAULT_HOST = "localhost:5555"
+
+MIB = 1024**2
+
+# Entity groups (dcgm_fields.DCGM_FE_*); stable numbers in every DCGM release.
+FE_GPU = 1
+FE_GPU_I = 4
+FE_GPU_CI = 5
+
+# Field IDs by number: DCGM 4.6 renamed the constants, older releases have only the old names.
+FI_NVML_INDEX = 52
+FI_UUID = 54
+FI_GPU_TEMP = 150
+FI_POWER = 155
+FI_FB_TOTAL = 250
+FI_FB_FREE = 251
+FI_FB_USED = 252
+FI_GR_ENGINE_ACTIVE = 1001
+FI_SM_ACTIVE = 1002
+FI_SM_OCCUPANCY = 1003
+FI_PIPE_TENSOR_ACTIVE = 1004
+FI_DRAM_ACTIVE = 1005
+
+PROFILING_FIELDS: dict[int, Field] = {
+    FI_GR_ENGINE_ACTIVE: Field.GR_ENGINE_ACTIVE,
+    FI_SM_ACTIVE: Field.SM_ACTIVE,
+    FI_SM_OCCUPANCY: Field.SM_OCCUPANCY,
+    FI_PIPE_TENSOR_ACTIVE: Field.TENSOR_ACTIVE,
+    FI_DRAM_ACTIVE: Field.DRAM_ACTIVE,
+}
+MEMORY_FIELDS: tuple[int, ...] = (FI_FB_TOTAL, FI_FB_FREE, FI_FB_USED)
+INSTANCE_FIELDS: tuple[int, ...] = (*PROFILING_FIELDS, *MEMORY_FIELDS)
+GPU_ONLY_FIELDS: dict[int, Field] = {FI_POWER: Field.POWER, FI_GPU_TEMP: Field.TEMPERATURE}
+
+# A compute instance in the hierarchy of a GPU-instance entry.
+NO_COMPUTE_INSTANCE = 0xFFFFFFFF
+
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 30.0
+CONNECT_TIMEOUT_MS = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class Bindings:
+    """The binding modules the source calls; tests pass stand-ins."""
+
+    agent: ModuleType  # dcgm_agent
+    structs: ModuleType  # dcgm_structs
+    fields: ModuleType  # dcgm_fields
+    value: ModuleType  # dcgmvalue (blank sentinels)
+    path: str
+
+
+def locate_bindings(explicit: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The bindings directory: the one named by --dcgm-bindings or the environment, else an install path.
+
+    Returns None when no install path holds them (they may still be importable from sys.path).
+    Raises SourceUnavailableError when an explicitly named directory does not hold them.
+    """
+    named = explicit or environ.get(ENV_BINDINGS)
+    if named:
+        if not (Path(named) / "dcgm_agent.py").is_file():
+            raise SourceUnavailableError(
+                f"--dcgm-bindings {named}: no DCGM Python bindings there (dcgm_agent.py missing); "
+                "point it at DCGM's bindings/python3 directory"
+            )
+        return named
+    for candidate in DEFAULT_BINDING_DIRS:
+        if (Path(candidate) / "dcgm_agent.py").is_file():
+            return candidate
+    return None
+
+
+def load_bindings(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> Bindings:
+    """Import dcgm_structs, dcgm_fields, dcgm_agent and dcgmvalue from the located bindings directory."""
+    path = locate_bindings(explicit, environ)
+    if path is not None and path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        modules = [importlib.import_module(name) for name in ("dcgm_structs", "dcgm_fields", "dcgm_agent", "dcgmvalue")]
+    except ImportError as exc:
+        looked = path or ", ".join(DEFAULT_BINDING_DIRS)
+        raise SourceUnavailableError(
+            f"DCGM Python bindings not found ({exc.name or exc} missing; looked in {looked}): install DCGM "
+            f"(datacenter-gpu-manager-4) or point --dcgm-bindings / {ENV_BINDINGS} at its bindings/python3 directory"
+        ) from None
+    structs, fields, agent, value = modules
+    return Bindings(agent=agent, structs=structs, fields=fields, value=value, path=path or "sys.path")
+
+
+def open_dcgm(bindings_dir: str | None, host: str, interval: float) -> DcgmSource:
+    """Load the bindings and connect; SourceUnavailableError says which of the two is missing."""
+    bindings = load_bindings(bindings_dir)
+    source = DcgmSource(bindings, host=host, interval=interval)
+    source.start()
+    return source
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One field value: the number, or why there is none."""
+
+    value: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _GpuEntities:
+    """DCGM entity IDs of one GPU and its instances, as mapped at discovery."""
+
+    gpu_id: int
+    mig_enabled: bool
+    gis: Mapping[int, int]  # NVML GI id -> GPU_I entity ID
+    cis: Mapping[tuple[int, int], int]  # (GI id, CI id) -> GPU_CI entity ID
+    signature: tuple[tuple[int, ...], ...]  # this GPU's hierarchy entries, to notice a re-partition
+
+
+@dataclass(slots=True)
+class _Watches:
+    """Groups and field groups created on one connection."""
+
+    handle: Any
+    groups: list[Any] = field(default_factory=list)
+    field_groups: list[Any] = field(default_factory=list)
+    watched: list[tuple[Any, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """What sampling needs from the last discovery on the current connection."""
+
+    handle: Any
+    gpus: Mapping[int, _GpuEntities]  # by NVML index
+    profiling_reason: str  # non-empty when profiling fields could not be watched
+
+
+class DcgmSource:
+    """Reads GPUs, GPU instances and compute instances through a DCGM host engine."""
+
+    name = "dcgm"
+
+    def __init__(self, bindings: Bindings, host: str = DEFAULT_HOST, interval: float = 1.0) -> None:
+        self._b = bindings
+        self.host = host
+        self.interval = interval
+        self._lock = threading.RLock()
+        self._handle: Any = None
+        self._watches: _Watches | None = None
+        self._state: _State | None = None
+        self._retry_at = 0.0
+        self._backoff = RECONNECT_MIN_S
+        self._names = itertools.count(1)
+        self._hierarchy_lock = threading.Lock()
+        self._hierarchy_cache: tuple[float, Any, dict[int, tuple[tuple[int, ...], ...]]] | None = None
+        self._status_names = {
+            value: name.removeprefix("DCGM_ST_").lower()
+            for name, value in vars(bindings.structs).items()
+            if name.startswith("DCGM_ST_") and isinstance(value, int)
+        }
+
+    # -- connection -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load libdcgm and connect once; raise SourceUnavailableError naming what is missing."""
+        structs = self._b.structs
+        try:
+            structs._dcgmInit()
+            self._b.agent.dcgmInit()
+        except structs.DCGMError as exc:
+            raise SourceUnavailableError(
+                f"DCGM library libdcgm.so.4 could not be loaded ({exc}; bindings at {self._b.path}): install "
+                "datacenter-gpu-manager-4-core or add its directory to LD_LIBRARY_PATH"
+            ) from None
+        try:
+            with self._lock:
+                self._handle = self._connect()
+        except structs.DCGMError as exc:
+            if self.host == EMBEDDED:
+                raise SourceUnavailableError(f"cannot start an embedded DCGM host engine: {exc}") from None
+            raise SourceUnavailableError(
+                f"cannot connect to the DCGM host engine at {self.host} ({exc}): start nv-hostengine, "
+                "point --dcgm-host at it, or use --dcgm-host embedded"
+            ) from None
+
+    def _connect(self) -> Any:
+        agent, structs = self._b.agent, self._b.structs
+        if self.host == EMBEDDED:
+            return agent.dcgmStartEmbedded(structs.DCGM_OPERATION_MODE_AUTO)
+        params = structs.c_dcgmConnectV2Params_v2()
+        params.persistAfterDisconnect = 0  # the engine drops our groups and watches when we go
+        params.timeoutMs = CONNECT_TIMEOUT_MS
+        params.addressIsUnixSocket = 0
+        return agent.dcgmConnect_v2(self.host, params)
+
+    def _connected(self) -> Any:
+        """The live handle, reconnecting (with backoff) when the connection was lost. Call under _lock."""
+        if self._handle is not None:
+            return self._handle
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise GpuError(
+                f"DCGM host engine at {self.host} unreachable; reconnecting in {self._retry_at - now:.0f}s",
+                reason="disconnected",
+            )
+        try:
+            self._handle = self._connect()
+        except self._b.structs.DCGMError as exc:
+            self._retry_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
+            raise GpuError(
+                f"reconnecting to the DCGM host engine at {self.host} failed: {exc}", "disconnected"
+            ) from None
+        log.info("reconnected to the DCGM host engine at %s", self.host)
+        self._backoff = RECONNECT_MIN_S
+        return self._handle
+
+    def _lost(self, handle: Any, exc: Exception) -> GpuError:
+        """Forget a connection the engine no longer honours; its groups and watches died with it."""
+        with self._lock:
+            if self._handle is handle and handle is not None:
+                log.warning("lost the DCGM host engine at %s: %s; reconnecting", self.host, exc)
+                self._disconnect(handle)
+                self._handle = None
+                self._watches = None
+                self._state = None
+                self._retry_at = 0.0
+        return GpuError(f"DCGM host engine connection lost: {exc}", reason="connection_lost")
+
+    def _disconnect(self, handle: Any) -> None:
+        agent = self._b.agent
+        try:
+            if self.host == EMBEDDED:
+                agent.dcgmStopEmbedded(handle)
+            else:
+                agent.dcgmDisconnect(handle)
+        except self._b.structs.DCGMError as exc:
+            log.debug("disconnect: %s", exc)
+
+    def _status(self, code: int) -> str:
+        return self._status_names.get(code, f"status_{code}")
+
+    def _error(self, handle: Any, exc: Any) -> GpuError:
+        """The sampler-facing error for a DCGMError raised by a call on `handle`."""
+        structs = self._b.structs
+        if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
+            return self._lost(handle, exc)
+        if exc.value in (structs.DCGM_ST_INSTANCE_NOT_FOUND, structs.DCGM_ST_COMPUTE_INSTANCE_NOT_FOUND):
+            return TopologyChangedError(f"a MIG instance disappeared: {exc}")
+        return GpuError(str(exc), reason=self._status(exc.value))
+
+    # -- discovery --------------------------------------------------------------------------
+
+    async def discover(self) -> Topology:
+        return await asyncio.to_thread(self._discover)
+
+    def _discover(self) -> Topology:
+        with self._lock:
+            handle = self._connected()
+            try:
+                topology, gpus = self._read_topology(handle)
+                profiling_reason = self._watch(handle, gpus)
+            except self._b.structs.DCGMError as exc:
+                raise self._error(handle, exc) from None
+            self._state = _State(handle=handle, gpus=gpus, profiling_reason=profiling_reason)
+            with self._hierarchy_lock:
+                self._hierarchy_cache = None
+            return topology
+
+    def _read_topology(self, handle: Any) -> tuple[Topology, dict[int, _GpuEntities]]:
+        agent = self._b.agent
+        gpu_ids = [int(g) for g in agent.dcgmGetAllSupportedDevices(handle)]
+        hierarchy = agent.dcgmGetGpuInstanceHierarchy(handle)
+        entries = [hierarchy.entityList[i] for i in range(int(hierarchy.count))]
+        gi_entries = [e for e in entries if int(e.entity.entityGroupId) == FE_GPU_I]
+        ci_entries = [e for e in entries if int(e.entity.entityGroupId) == FE_GPU_CI]
+        live = self._live_values(
+            handle,
+            [(FE_GPU, g) for g in gpu_ids] + [(FE_GPU_CI, int(e.entity.entityId)) for e in ci_entries],
+            [FI_NVML_INDEX, FI_UUID],
+        )
+        gpus: list[Gpu] = []
+        mapping: dict[int, _GpuEntities] = {}
+        signatures = _signatures(entries)
+        for gpu_id in gpu_ids:
+            attrs = agent.dcgmGetDeviceAttributes(handle, gpu_id)
+            nvml_index = live.get((FE_GPU, gpu_id, FI_NVML_INDEX))
+            index = int(nvml_index) if isinstance(nvml_index, int) else gpu_id
+            model = str(attrs.identifiers.deviceName)
+            board = board_for_model(model)
+            mine = [e for e in gi_entries if int(e.parent.entityId) == gpu_id]
+            if mine:
+                index = int(mine[0].info.nvmlGpuIndex)
+            instances: list[GpuInstance] = []
+            gis: dict[int, int] = {}
+            cis: dict[tuple[int, int], int] = {}
+            for gi_entry in mine:
+                gi_entity = int(gi_entry.entity.entityId)
+                children = [
+                    e
+                    for e in ci_entries
+                    if int(e.parent.entityGroupId) == FE_GPU_I and int(e.parent.entityId) == gi_entity
+                ]
+                inst = _gpu_instance(board, gi_entry, children, live)
+                instances.append(inst)
+                gis[inst.gi] = gi_entity
+                for child in children:
+                    cis[(inst.gi, int(child.info.nvmlComputeInstanceId))] = int(child.entity.entityId)
+            mig_enabled = bool(int(attrs.settings.migModeEnabled)) or bool(mine)
+            gpus.append(
+                Gpu(
+                    index=index,
+                    uuid=str(attrs.identifiers.uuid),
+                    model=model,
+                    board=board.key if board else None,
+                    driver_version=str(attrs.identifiers.driverVersion),
+                    mig_enabled=mig_enabled,
+                    memory_total_bytes=int(attrs.memoryUsage.fbTotal) * MIB,
+                    instances=tuple(sorted(instances, key=lambda i: i.gi)),
+                )
+            )
+            mapping[index] = _GpuEntities(gpu_id, mig_enabled, gis, cis, signatures.get(gpu_id, ()))
+        return Topology(tuple(sorted(gpus, key=lambda g: g.index))), mapping
+
+    def _live_values(
+        self, handle: Any, entities: Sequence[tuple[int, int]], field_ids: Sequence[int]
+    ) -> dict[tuple[int, int, int], int | float | str]:
+        """Identity fields read straight from the driver (no watch needed); blanks are left out."""
+        if not entities:
+            return {}
+        values = self._b.agent.dcgmEntitiesGetLatestValues(
+            handle, self._pairs(entities), list(field_ids), self._b.structs.DCGM_FV_FLAG_LIVE_DATA
+        )
+        out: dict[tuple[int, int, int], int | float | str] = {}
+        for fv in values:
+            key = (int(fv.entityGroupId), int(fv.entityId), int(fv.fieldId))
+            if int(fv.status) != self._b.structs.DCGM_ST_OK:
+                continue
+            kind = chr(int(fv.fieldType))
+            if kind == self._b.fields.DCGM_FT_STRING:
+                text = str(fv.value.str)
+                if not self._b.value.DCGM_STR_IS_BLANK(text):
+                    out[key] = text
+            elif kind == self._b.fields.DCGM_FT_INT64:
+                number = int(fv.value.i64)
+                if not self._b.value.DCGM_INT64_IS_BLANK(number):
+                    out[key] = number
+        return out
+
+    def _pairs(self, entities: Iterable[tuple[int, int]]) -> list[Any]:
+        pairs = []
+        for group, entity_id in entities:
+            pair = self._b.structs.c_dcgmGroupEntityPair_t()
+            pair.entityGroupId = group
+            pair.entityId = entity_id
+            pairs.append(pair)
+        return pairs
+
+    # -- watches ----------------------------------------------------------------------------
+
+    def _watch(self, handle: Any, gpus: Mapping[int, _GpuEntities]) -> str:
+        """(Re)create the groups and field groups and watch them; return why profiling is off, if it is."""
+        agent, structs = self._b.agent, self._b.structs
+        self._drop_watches()
+        watches = self._watches = _Watches(handle)
+        every = [(FE_GPU, g.gpu_id) for g in gpus.values()]
+        every += [(FE_GPU_I, e) for g in gpus.values() for e in g.gis.values()]
+        every += [(FE_GPU_CI, e) for g in gpus.values() for e in g.cis.values()]
+        if not every:
+            return ""
+        update_us = max(int(self.interval * 1_000_000), 1000)
+        keep_age = max(10.0, 4 * self.interval)
+        all_group = self._group(handle, "entities", every)
+        gpu_group = self._group(handle, "gpus", [(FE_GPU, g.gpu_id) for g in gpus.values()])
+        profiling_reason = ""
+        instance_fields = self._field_group(handle, "instance-fields", INSTANCE_FIELDS)
+        try:
+            agent.dcgmWatchFields(handle, all_group, instance_fields, update_us, keep_age, 0)
+            watches.watched.append((all_group, instance_fields))
+        except structs.DCGMError as exc:
+            if exc.value not in (
+                structs.DCGM_ST_PROFILING_NOT_SUPPORTED,
+                structs.DCGM_ST_MODULE_NOT_LOADED,
+                structs.DCGM_ST_NOT_SUPPORTED,
+                structs.DCGM_ST_PROFILING_LIBRARY_ERROR,
+                structs.DCGM_ST_PROFILING_MULTI_PASS,
+                structs.DCGM_ST_REQUIRES_ROOT,
+            ):
+                raise
+            profiling_reason = self._status(exc.value)
+            log.warning("DCGM profiling fields cannot be watched (%s); reporting memory, power and temperature", exc)
+            memory_fields = self._field_group(handle, "memory-fields", MEMORY_FIELDS)
+            agent.dcgmWatchFields(handle, all_group, memory_fields, update_us, keep_age, 0)
+            watches.watched.append((all_group, memory_fields))
+        gpu_fields = self._field_group(handle, "gpu-fields", tuple(GPU_ONLY_FIELDS))
+        agent.dcgmWatchFields(handle, gpu_group, gpu_fields, update_us, keep_age, 0)
+        watches.watched.append((gpu_group, gpu_fields))
+        agent.dcgmUpdateAllFields(handle, 1)  # values exist only after a watch and an update
+        return profiling_reason
+
+    def _unique(self, what: str) -> str:
+        # Field-group names must be unique on the engine, which other clients share.
+        return f"mig-exporter-{os.getpid()}-{next(self._names)}-{what}"
+
+    def _group(self, handle: Any, what: str, entities: Iterable[tuple[int, int]]) -> Any:
+        assert self._watches is not None
+        agent = self._b.agent
+        group = agent.dcgmGroupCreate(handle, self._b.structs.DCGM_GROUP_EMPTY, self._unique(what))
+        self._watches.groups.append(group)
+        for entity_group, entity_id in entities:
+            agent.dcgmGroupAddEntity(handle, group, entity_group, entity_id)
+        return group
+
+    def _field_group(self, handle: Any, what: str, field_ids: Sequence[int]) -> Any:
+        assert self._watches is not None
+        group = self._b.agent.dcgmFieldGroupCreate(handle, list(field_ids), self._unique(what))
+        self._watches.field_groups.append(group)
+        return group
+
+    def _drop_watches(self) -> None:
+        """Remove what the previous discovery created, when its connection is still the current one."""
+        watches, self._watches = self._watches, None
+        if watches is None or watches.handle is not self._handle:
+            return
+        agent, error = self._b.agent, self._b.structs.DCGMError
+        calls: list[tuple[Any, tuple[Any, ...]]] = [(agent.dcgmUnwatchFields, pair) for pair in watches.watched]
+        calls += [(agent.dcgmFieldGroupDestroy, (fg,)) for fg in watches.field_groups]
+        calls += [(agent.dcgmGroupDestroy, (group,)) for group in watches.groups]
+        for call, args in calls:
+            try:
+                call(watches.handle, *args)
+            except error as exc:
+                log.debug("cleaning up DCGM watches: %s", exc)
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    async def sample(self, gpu: Gpu) -> GpuSample:
+        return await asyncio.to_thread(self._sample, gpu)
+
+    def _sample(self, gpu: Gpu) -> GpuSample:
+        with self._lock:
+            handle = self._connected()
+            state = self._state
+        if state is None or state.handle is not handle:
+            raise TopologyChangedError("DCGM watches must be re-created on the new host-engine connection")
+        mapped = state.gpus.get(gpu.index)
+        if mapped is None:
+            raise TopologyChangedError(f"GPU {gpu.index} is no longer known to DCGM")
+        agent = self._b.agent
+        try:
+            if self._hierarchy(handle).get(mapped.gpu_id, ()) != mapped.signature:
+                raise TopologyChangedError(f"GPU {gpu.index} was re-partitioned")
+            entities = [(FE_GPU, mapped.gpu_id)]
+            entities += [(FE_GPU_I, e) for e in mapped.gis.values()]
+            entities += [(FE_GPU_CI, e) for e in mapped.cis.values()]
+            instance_fields = list(MEMORY_FIELDS) if state.profiling_reason else list(INSTANCE_FIELDS)
+            values = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(entities), instance_fields, 0)
+            values_gpu = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(entities[:1]), list(GPU_ONLY_FIELDS), 0)
+        except self._b.structs.DCGMError as exc:
+            raise self._error(handle, exc) from None
+        readings = self._readings([*values, *values_gpu])
+        return _Assembler(readings, state.profiling_reason).sample(gpu, mapped)
+
+    def _hierarchy(self, handle: Any) -> dict[int, tuple[tuple[int, ...], ...]]:
+        """Hierarchy signatures by DCGM GPU ID, read at most once per half interval for all GPUs."""
+        with self._hierarchy_lock:
+            now = time.monotonic()
+            cached = self._hierarchy_cache
+            if cached is not None and cached[1] is handle and now - cached[0] < self.interval / 2:
+                return cached[2]
+            hierarchy = self._b.agent.dcgmGetGpuInstanceHierarchy(handle)
+            signatures = _signatures(hierarchy.entityList[i] for i in range(int(hierarchy.count)))
+            self._hierarchy_cache = (now, handle, signatures)
+            return signatures
+
+    def _readings(self, values: Iterable[Any]) -> dict[tuple[int, int, int], _Reading]:
+        """Field values by (entity group, entity ID, field ID); blanks and bad statuses carry a reason."""
+        structs, fields, blank = self._b.structs, self._b.fields, self._b.value
+        out: dict[tuple[int, int, int], _Reading] = {}
+        for fv in values:
+            key = (int(fv.entityGroupId), int(fv.entityId), int(fv.fieldId))
+            status = int(fv.status)
+            if status in (structs.DCGM_ST_INSTANCE_NOT_FOUND, structs.DCGM_ST_COMPUTE_INSTANCE_NOT_FOUND):
+                raise TopologyChangedError(f"DCGM entity {key[1]} no longer exists")
+            if status != structs.DCGM_ST_OK:
+                out[key] = _Reading(None, self._status(status))
+                continue
+            kind = chr(int(fv.fieldType))
+            if kind == fields.DCGM_FT_DOUBLE:
+                number: float = float(fv.value.dbl)
+                if blank.DCGM_FP64_IS_BLANK(number):
+                    out[key] = _Reading(None, _blank_reason(number - blank.DCGM_FP64_BLANK))
+                    continue
+            elif kind == fields.DCGM_FT_INT64:
+                integer = int(fv.value.i64)
+                if blank.DCGM_INT64_IS_BLANK(integer):
+                    out[key] = _Reading(None, _blank_reason(integer - blank.DCGM_INT64_BLANK))
+                    continue
+                number = float(integer)
+            else:
+                out[key] = _Reading(None, f"unexpected_type_{kind}")
+                continue
+            out[key] = _Reading(number)
+        return out
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._drop_watches()
+            if self._handle is not None:
+                self._disconnect(self._handle)
+                self._handle = None
+            self._state = None
+            try:
+                self._b.agent.dcgmShutdown()
+            except self._b.structs.DCGMError as exc:
+                log.debug("dcgmShutdown: %s", exc)
+
+
+def _blank_reason(offset: float) -> str:
+    """Why a value is a blank sentinel: dcgmvalue's BLANK, NOT_FOUND, NOT_SUPPORTED, NOT_PERMISSIONED."""
+    return {0: "blank", 1: "not_found", 2: "not_supported", 3: "no_permission"}.get(int(offset), "blank")
+
+
+def _signatures(entries: Iterable[Any]) -> dict[int, tuple[tuple[int, ...], ...]]:
+    """Each GPU's hierarchy entries as plain tuples, keyed by the DCGM ID of the GPU they belong to."""
+    gi_parent: dict[int, int] = {}
+    rows: list[tuple[int, tuple[int, ...]]] = []
+    listed = list(entries)
+    for e in listed:
+        if int(e.entity.entityGroupId) == FE_GPU_I:
+            gi_parent[int(e.entity.entityId)] = int(e.parent.entityId)
+    for e in listed:
+        group, entity_id = int(e.entity.entityGroupId), int(e.entity.entityId)
+        gpu_id = gi_parent.get(entity_id) if group == FE_GPU_I else gi_parent.get(int(e.parent.entityId))
+        if gpu_id is None:
+            continue
+        info = e.info
+        rows.append(
+            (
+                gpu_id,
+                (
+                    group,
+                    entity_id,
+                    int(info.nvmlInstanceId),
+                    int(info.nvmlComputeInstanceId),
+                    int(info.nvmlMigProfileId),
+                    int(info.nvmlProfileSlices),
+                ),
+            )
+        )
+    out: dict[int, list[tuple[int, ...]]] = {}
+    for gpu_id, row in rows:
+        out.setdefault(gpu_id, []).append(row)
+    return {gpu_id: tuple(sorted(items)) for gpu_id, items in out.items()}
+
+
+def _gpu_instance(
+    board: Board | None, entry: Any, children: Sequence[Any], live: Mapping[tuple[int, int, int], object]
+) -> GpuInstance:
+    """A GPU instance from its hierarchy entry and its compute-instance entries."""
+    info = entry.info
+    profile_id = int(info.nvmlMigProfileId)
+    compute_slices = int(info.nvmlProfileSlices)
+    profile = board.profile_by_id(profile_id) if board else None
+    # Unknown board: IDs and slice shapes are the same on every MIG board, names are not.
+    shape = profile or next(
+        (p for b in BOARDS.values() if (p := b.profile_by_id(profile_id)) is not None),
+        None,
+    )
+    name = profile.name if profile else f"{compute_slices}g.id{profile_id}"
+    memory_slices = shape.memory_slices if shape else compute_slices
+    gi = int(info.nvmlInstanceId)
+    cis = []
+    for child in sorted(children, key=lambda c: int(c.info.nvmlComputeInstanceId)):
+        ci_slices = int(child.info.nvmlProfileSlices)
+        uuid = live.get((FE_GPU_CI, int(child.entity.entityId), FI_UUID))
+        cis.append(
+            ComputeInstance(
+                gi=gi,
+                ci=int(child.info.nvmlComputeInstanceId),
+                profile=name if ci_slices == compute_slices else f"{ci_slices}c.{name}",
+                compute_slices=ci_slices,
+                mig_uuid=uuid if isinstance(uuid, str) else "",
+            )
+        )
+    return GpuInstance(
+        gi=gi,
+        profile=name,
+        profile_id=profile_id,
+        placement_start=None,  # DCGM does not report placements
+        placement_size=memory_slices,
+        compute_slices=compute_slices,
+        memory_slices=memory_slices,
+        memory_total_bytes=profile.memory_bytes if profile else 0,
+        compute_instances=tuple(cis),
+    )
+
+
+class _Assembler:
+    """Builds one GPU's GpuSample from its readings; a field absent on every entity is named unsupported."""
+
+    def __init__(self, readings: Mapping[tuple[int, int, int], _Reading], profiling_reason: str) -> None:
+        self.readings = readings
+        self.profiling_reason = profiling_reason
+        self.values: dict[Entity, dict[Field, float]] = {}
+        self.reasons: dict[Field, Counter[str]] = {}
+
+    def take(self, entity: Entity, where: tuple[int, int], field_id: int, fld: Field, scale: float = 1.0) -> None:
+        reading = self.readings.get((*where, field_id), _Reading(None, "no_data"))
+        if reading.value is None:
+            self.reasons.setdefault(fld, Counter())[reading.reason] += 1
+        else:
+            self.values.setdefault(entity, {})[fld] = reading.value * scale
+
+    def memory(self, entity: Entity, where: tuple[int, int]) -> None:
+        """Total and used memory; used falls back to total minus free when only FB_USED is blank."""
+        self.take(entity, where, FI_FB_TOTAL, Field.MEMORY_TOTAL, MIB)
+        used = self.readings.get((*where, FI_FB_USED))
+        free = self.readings.get((*where, FI_FB_FREE))
+        total = self.values.get(entity, {}).get(Field.MEMORY_TOTAL)
+        if (used is None or used.value is None) and free is not None and free.value is not None and total is not None:
+            self.values[entity][Field.MEMORY_USED] = total - free.value * MIB
+        else:
+            self.take(entity, where, FI_FB_USED, Field.MEMORY_USED, MIB)
+
+    def activity(self, entity: Entity, where: tuple[int, int]) -> None:
+        for field_id, fld in PROFILING_FIELDS.items():
+            if self.profiling_reason:
+                self.reasons.setdefault(fld, Counter())[self.profiling_reason] += 1
+            else:
+                self.take(entity, where, field_id, fld)
+
+    def sample(self, gpu: Gpu, mapped: _GpuEntities) -> GpuSample:
+        whole = Entity(gpu.index)
+        where = (FE_GPU, mapped.gpu_id)
+        self.memory(whole, where)
+        for field_id, fld in GPU_ONLY_FIELDS.items():
+            self.take(whole, where, field_id, fld)
+        if not mapped.mig_enabled:
+            self.activity(whole, where)
+        for gi, entity_id in mapped.gis.items():
+            self.activity(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
+            self.memory(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
+        for (gi, ci), entity_id in mapped.cis.items():
+            self.activity(Entity(gpu.index, gi, ci), (FE_GPU_CI, entity_id))
+        present = {f for values in self.values.values() for f in values}
+        unsupported = {f: counts.most_common(1)[0][0] for f, counts in self.reasons.items() if f not in present}
+        return GpuSample(gpu=gpu.index, values=self.values, unsupported=unsupported)
