@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -113,8 +113,8 @@ def locate_bindings(explicit: str | None, environ: Mapping[str, str] = os.enviro
     if named:
         if not (Path(named) / "dcgm_agent.py").is_file():
             raise SourceUnavailableError(
-                f"--dcgm-bindings {named}: no DCGM Python bindings there (dcgm_agent.py missing); "
-                "point it at DCGM's bindings/python3 directory"
+                f"--dcgm-bindings / {ENV_BINDINGS} {named}: no DCGM Python bindings there (dcgm_agent.py "
+                "missing); point it at DCGM's bindings/python3 directory"
             )
         return named
     for candidate in DEFAULT_BINDING_DIRS:
@@ -191,8 +191,15 @@ class DcgmSource:
 
     name = "dcgm"
 
-    def __init__(self, bindings: Bindings, host: str = DEFAULT_HOST, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        bindings: Bindings,
+        host: str = DEFAULT_HOST,
+        interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._b = bindings
+        self._monotonic = monotonic
         self.host = host
         self.interval = interval
         self._lock = threading.RLock()
@@ -248,7 +255,7 @@ class DcgmSource:
         """The live handle, reconnecting (with backoff) when the connection was lost. Call under _lock."""
         if self._handle is not None:
             return self._handle
-        now = time.monotonic()
+        now = self._monotonic()
         if now < self._retry_at:
             raise GpuError(
                 f"DCGM host engine at {self.host} unreachable; reconnecting in {self._retry_at - now:.0f}s",
@@ -515,7 +522,7 @@ class DcgmSource:
     def _hierarchy(self, handle: Any) -> dict[int, tuple[tuple[int, ...], ...]]:
         """Hierarchy signatures by DCGM GPU ID, read at most once per half interval for all GPUs."""
         with self._hierarchy_lock:
-            now = time.monotonic()
+            now = self._monotonic()
             cached = self._hierarchy_cache
             if cached is not None and cached[1] is handle and now - cached[0] < self.interval / 2:
                 return cached[2]
@@ -572,7 +579,7 @@ class DcgmSource:
 
 def _blank_reason(offset: float) -> str:
     """Why a value is a blank sentinel: dcgmvalue's BLANK, NOT_FOUND, NOT_SUPPORTED, NOT_PERMISSIONED."""
-    return {0: "blank", 1: "not_found", 2: "not_supported", 3: "no_permission"}.get(int(offset), "blank")
+    return {0: "no_data", 1: "not_found", 2: "not_supported", 3: "no_permission"}.get(int(offset), "no_data")
 
 
 def _signatures(entries: Iterable[Any]) -> dict[int, tuple[tuple[int, ...], ...]]:
