@@ -249,7 +249,8 @@ async def test_dcgm_close_removes_groups_and_disconnects(source: DcgmSource, eng
 
 def test_dcgm_missing_bindings_names_the_flag(tmp_path: Any) -> None:
     """A --dcgm-bindings directory without the bindings is refused with a one-line fix."""
-    with pytest.raises(SourceUnavailableError, match=r"--dcgm-bindings / MIG_EXPORTER_DCGM_BINDINGS .*: no DCGM Python bindings there"):
+    message = r"--dcgm-bindings / MIG_EXPORTER_DCGM_BINDINGS .*: no DCGM Python bindings there"
+    with pytest.raises(SourceUnavailableError, match=message):
         load_bindings(str(tmp_path), environ={})
     with pytest.raises(SourceUnavailableError, match="MIG_EXPORTER_DCGM_BINDINGS"):
         load_bindings(None, environ={"MIG_EXPORTER_DCGM_BINDINGS": str(tmp_path)})
