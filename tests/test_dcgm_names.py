@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.exposition import Exposition, render
 from exporter.exposition_dcgm import builders_for
 from exporter.model import Entity, Field
+from tests.support.promtool import check_metrics
 from tests.support.snapshots import fixed_snapshot
+from tests.test_exposition import series
 
 MIB = 1024**2
 PER_SLICE = {
@@ -30,14 +27,6 @@ PER_GPU = {"DCGM_FI_DEV_POWER_USAGE": Field.POWER, "DCGM_FI_DEV_GPU_TEMP": Field
 @pytest.fixture(scope="module")
 def text() -> str:
     return render(fixed_snapshot(), builders_for("dcgm")).text.decode()
-
-
-def series(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
 
 
 def test_dcgm_names_carry_gpu_i_labels_on_every_mig_series(text: str) -> None:
@@ -91,13 +80,7 @@ def test_dcgm_names_are_added_to_the_native_exposition(text: str) -> None:
 
 def test_dcgm_names_promtool_flags_only_the_modelname_label(text: str) -> None:
     """promtool's only complaint is dcgm-exporter's camelCase `modelName` label, kept for compatibility."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing in CI")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    result = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
-    complaints = [line for line in (result.stdout + result.stderr).decode().splitlines() if line.strip()]
+    _, complaints = check_metrics(text)
     assert complaints, "expected promtool to flag the modelName label"
     for line in complaints:
         assert line.startswith("DCGM_FI_") and "label names should be written in 'snake_case' not 'camelCase'" in line
