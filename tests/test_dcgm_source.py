@@ -97,9 +97,14 @@ async def test_dcgm_sample_yields_the_simulated_values(source: DcgmSource, dgx: 
                     assert got[fld] == pytest.approx(value), (entity, fld)
 
 
-async def test_dcgm_power_and_temperature_only_on_gpu_entities(source: DcgmSource, clock: Clock) -> None:
-    """GPU-wide power and temperature appear once per GPU, never repeated on its instances."""
+async def test_dcgm_power_and_temperature_only_on_gpu_entities(source: DcgmSource, engine: Any, clock: Clock) -> None:
+    """Power and temperature are watched and reported on GPU entities only; profiling never on a MIG-enabled GPU."""
     topology = await source.discover()
+    watched = {(entity, fid) for w in engine._watches.values() for entity in w.entities for fid in w.fields}
+    gpu, gpu_i, mig_gpus = 1, 4, {g.index for g in topology.gpus if g.mig_enabled}
+    assert {entity[0] for entity, fid in watched if fid in (150, 155)} == {gpu}
+    assert not {(e, f) for e, f in watched if e[0] == gpu and e[1] in mig_gpus and 1001 <= f <= 1005}
+    assert {(gpu, 7), (gpu_i, 0)} <= {e for e, f in watched if f == 1001}  # the MIG-disabled GPU and instances
     clock.t += 1.5
     sample = await source.sample(topology.gpus[0])
     assert Field.POWER in sample.values[Entity(0)]

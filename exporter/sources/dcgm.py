@@ -2,10 +2,11 @@
 
 The bindings are not on PyPI; they ship with the DCGM package and load `libdcgm.so.4`. The
 source connects to a host engine (`nv-hostengine`, default localhost:5555) or starts an
-embedded one, maps DCGM's own GPU-instance and compute-instance entity IDs to NVML's IDs
-through the GPU-instance hierarchy, and watches one field group on every GPU, GPU-instance
-and compute-instance entity (profiling ratios and framebuffer by field number) plus power
-and temperature on GPU entities only, since on an instance they repeat the parent's value.
+embedded one, and maps DCGM's own GPU-instance and compute-instance entity IDs to NVML's IDs
+through the GPU-instance hierarchy. One field group (profiling ratios and framebuffer, by field
+number) is watched on every GPU instance, compute instance and MIG-disabled GPU; power,
+temperature and framebuffer are watched on GPU entities only, since on an instance the first
+two repeat the parent's value (and a MIG-enabled GPU entity is never asked for profiling).
 
 DCGM's entity IDs change on a re-partition and a host-engine restart loses every group and
 watch, so both lead back to discovery, which re-maps the hierarchy and re-creates the
@@ -83,6 +84,7 @@ PROFILING_FIELDS: dict[int, Field] = {
 MEMORY_FIELDS: tuple[int, ...] = (FI_FB_TOTAL, FI_FB_FREE, FI_FB_USED)
 INSTANCE_FIELDS: tuple[int, ...] = (*PROFILING_FIELDS, *MEMORY_FIELDS)
 GPU_ONLY_FIELDS: dict[int, Field] = {FI_POWER: Field.POWER, FI_GPU_TEMP: Field.TEMPERATURE}
+GPU_FIELDS: list[int] = [*GPU_ONLY_FIELDS, *MEMORY_FIELDS]
 
 # A compute instance in the hierarchy of a GPU-instance entry.
 NO_COMPUTE_INSTANCE = 0xFFFFFFFF
@@ -421,20 +423,24 @@ class DcgmSource:
         agent, structs = self._b.agent, self._b.structs
         self._drop_watches()
         watches = self._watches = _Watches(handle)
-        every = [(FE_GPU, g.gpu_id) for g in gpus.values()]
-        every += [(FE_GPU_I, e) for g in gpus.values() for e in g.gis.values()]
-        every += [(FE_GPU_CI, e) for g in gpus.values() for e in g.cis.values()]
-        if not every:
+        gpu_entities = [(FE_GPU, g.gpu_id) for g in gpus.values()]
+        if not gpu_entities:
             return ""
         update_us = max(int(self.interval * 1_000_000), 1000)
         keep_age = max(10.0, 4 * self.interval)
-        all_group = self._group(handle, "entities", every)
-        gpu_group = self._group(handle, "gpus", [(FE_GPU, g.gpu_id) for g in gpus.values()])
-        profiling_reason = ""
+        gpu_group = self._group(handle, "gpus", gpu_entities)
+        gpu_fields = self._field_group(handle, "gpu-fields", GPU_FIELDS)
+        agent.dcgmWatchFields(handle, gpu_group, gpu_fields, update_us, keep_age, 0)
+        watches.watched.append((gpu_group, gpu_fields))
+        profiled = [e for g in gpus.values() for e in _profiled(g)]
+        if not profiled:
+            return ""
+        group = self._group(handle, "entities", profiled)
         instance_fields = self._field_group(handle, "instance-fields", INSTANCE_FIELDS)
+        profiling_reason = ""
         try:
-            agent.dcgmWatchFields(handle, all_group, instance_fields, update_us, keep_age, 0)
-            watches.watched.append((all_group, instance_fields))
+            agent.dcgmWatchFields(handle, group, instance_fields, update_us, keep_age, 0)
+            watches.watched.append((group, instance_fields))
         except structs.DCGMError as exc:
             if exc.value not in (
                 structs.DCGM_ST_PROFILING_NOT_SUPPORTED,
@@ -448,11 +454,8 @@ class DcgmSource:
             profiling_reason = self._status(exc.value)
             log.warning("DCGM profiling fields cannot be watched (%s); reporting memory, power and temperature", exc)
             memory_fields = self._field_group(handle, "memory-fields", MEMORY_FIELDS)
-            agent.dcgmWatchFields(handle, all_group, memory_fields, update_us, keep_age, 0)
-            watches.watched.append((all_group, memory_fields))
-        gpu_fields = self._field_group(handle, "gpu-fields", tuple(GPU_ONLY_FIELDS))
-        agent.dcgmWatchFields(handle, gpu_group, gpu_fields, update_us, keep_age, 0)
-        watches.watched.append((gpu_group, gpu_fields))
+            agent.dcgmWatchFields(handle, group, memory_fields, update_us, keep_age, 0)
+            watches.watched.append((group, memory_fields))
         agent.dcgmUpdateAllFields(handle, 1)  # values exist only after a watch and an update
         return profiling_reason
 
@@ -508,15 +511,15 @@ class DcgmSource:
         try:
             if self._hierarchy(handle).get(mapped.gpu_id, ()) != mapped.signature:
                 raise TopologyChangedError(f"GPU {gpu.index} was re-partitioned")
-            entities = [(FE_GPU, mapped.gpu_id)]
-            entities += [(FE_GPU_I, e) for e in mapped.gis.values()]
-            entities += [(FE_GPU_CI, e) for e in mapped.cis.values()]
-            instance_fields = list(MEMORY_FIELDS) if state.profiling_reason else list(INSTANCE_FIELDS)
-            values = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(entities), instance_fields, 0)
-            values_gpu = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(entities[:1]), list(GPU_ONLY_FIELDS), 0)
+            gpu_values = agent.dcgmEntitiesGetLatestValues(
+                handle, self._pairs([(FE_GPU, mapped.gpu_id)]), GPU_FIELDS, 0
+            )
+            profiled = _profiled(mapped)
+            fields = list(MEMORY_FIELDS) if state.profiling_reason else list(INSTANCE_FIELDS)
+            values = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(profiled), fields, 0) if profiled else []
         except self._b.structs.DCGMError as exc:
             raise self._error(handle, exc) from None
-        readings = self._readings([*values, *values_gpu])
+        readings = self._readings([*gpu_values, *values])
         return _Assembler(readings, state.profiling_reason).sample(gpu, mapped)
 
     def _hierarchy(self, handle: Any) -> dict[int, tuple[tuple[int, ...], ...]]:
@@ -575,6 +578,14 @@ class DcgmSource:
                 self._b.agent.dcgmShutdown()
             except self._b.structs.DCGMError as exc:
                 log.debug("dcgmShutdown: %s", exc)
+
+
+def _profiled(gpu: _GpuEntities) -> list[tuple[int, int]]:
+    """Entities whose activity is watched: a MIG GPU's instances, or the GPU itself with MIG disabled."""
+    entities = [] if gpu.mig_enabled else [(FE_GPU, gpu.gpu_id)]
+    entities += [(FE_GPU_I, e) for e in gpu.gis.values()]
+    entities += [(FE_GPU_CI, e) for e in gpu.cis.values()]
+    return entities
 
 
 def _blank_reason(offset: float) -> str:
