@@ -23,24 +23,38 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from exporter.mig.catalog import BOARDS, Board, board_for_model
+from exporter.mig.catalog import board_for_model
 from exporter.model import (
-    ComputeInstance,
-    Entity,
-    Field,
     Gpu,
     GpuInstance,
     GpuSample,
     Topology,
 )
 from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+from exporter.sources.dcgm_mapping import (
+    FE_GPU,
+    FE_GPU_CI,
+    FE_GPU_I,
+    FI_NVML_INDEX,
+    FI_UUID,
+    GPU_FIELDS,
+    INSTANCE_FIELDS,
+    MEMORY_FIELDS,
+    MIB,
+    Assembler,
+    GpuEntities,
+    Reading,
+    blank_reason,
+    gpu_instance,
+    hierarchy_signatures,
+    profiled_entities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,42 +66,6 @@ DEFAULT_BINDING_DIRS: tuple[str, ...] = (
 )
 EMBEDDED = "embedded"
 DEFAULT_HOST = "localhost:5555"
-
-MIB = 1024**2
-
-# Entity groups (dcgm_fields.DCGM_FE_*); stable numbers in every DCGM release.
-FE_GPU = 1
-FE_GPU_I = 4
-FE_GPU_CI = 5
-
-# Field IDs by number: DCGM 4.6 renamed the constants, older releases have only the old names.
-FI_NVML_INDEX = 52
-FI_UUID = 54
-FI_GPU_TEMP = 150
-FI_POWER = 155
-FI_FB_TOTAL = 250
-FI_FB_FREE = 251
-FI_FB_USED = 252
-FI_GR_ENGINE_ACTIVE = 1001
-FI_SM_ACTIVE = 1002
-FI_SM_OCCUPANCY = 1003
-FI_PIPE_TENSOR_ACTIVE = 1004
-FI_DRAM_ACTIVE = 1005
-
-PROFILING_FIELDS: dict[int, Field] = {
-    FI_GR_ENGINE_ACTIVE: Field.GR_ENGINE_ACTIVE,
-    FI_SM_ACTIVE: Field.SM_ACTIVE,
-    FI_SM_OCCUPANCY: Field.SM_OCCUPANCY,
-    FI_PIPE_TENSOR_ACTIVE: Field.TENSOR_ACTIVE,
-    FI_DRAM_ACTIVE: Field.DRAM_ACTIVE,
-}
-MEMORY_FIELDS: tuple[int, ...] = (FI_FB_TOTAL, FI_FB_FREE, FI_FB_USED)
-INSTANCE_FIELDS: tuple[int, ...] = (*PROFILING_FIELDS, *MEMORY_FIELDS)
-GPU_ONLY_FIELDS: dict[int, Field] = {FI_POWER: Field.POWER, FI_GPU_TEMP: Field.TEMPERATURE}
-GPU_FIELDS: list[int] = [*GPU_ONLY_FIELDS, *MEMORY_FIELDS]
-
-# A compute instance in the hierarchy of a GPU-instance entry.
-NO_COMPUTE_INSTANCE = 0xFFFFFFFF
 
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -150,25 +128,6 @@ def open_dcgm(bindings_dir: str | None, host: str, interval: float) -> DcgmSourc
     return source
 
 
-@dataclass(frozen=True, slots=True)
-class _Reading:
-    """One field value: the number, or why there is none."""
-
-    value: float | None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _GpuEntities:
-    """DCGM entity IDs of one GPU and its instances, as mapped at discovery."""
-
-    gpu_id: int
-    mig_enabled: bool
-    gis: Mapping[int, int]  # NVML GI id -> GPU_I entity ID
-    cis: Mapping[tuple[int, int], int]  # (GI id, CI id) -> GPU_CI entity ID
-    signature: tuple[tuple[int, ...], ...]  # this GPU's hierarchy entries, to notice a re-partition
-
-
 @dataclass(slots=True)
 class _Watches:
     """Groups and field groups created on one connection."""
@@ -184,7 +143,7 @@ class _State:
     """What sampling needs from the last discovery on the current connection."""
 
     handle: Any
-    gpus: Mapping[int, _GpuEntities]  # by NVML index
+    gpus: Mapping[int, GpuEntities]  # by NVML index
     profiling_reason: str  # non-empty when profiling fields could not be watched
 
 
@@ -327,7 +286,7 @@ class DcgmSource:
                 self._hierarchy_cache = None
             return topology
 
-    def _read_topology(self, handle: Any) -> tuple[Topology, dict[int, _GpuEntities]]:
+    def _read_topology(self, handle: Any) -> tuple[Topology, dict[int, GpuEntities]]:
         agent = self._b.agent
         gpu_ids = [int(g) for g in agent.dcgmGetAllSupportedDevices(handle)]
         hierarchy = agent.dcgmGetGpuInstanceHierarchy(handle)
@@ -340,8 +299,8 @@ class DcgmSource:
             [FI_NVML_INDEX, FI_UUID],
         )
         gpus: list[Gpu] = []
-        mapping: dict[int, _GpuEntities] = {}
-        signatures = _signatures(entries)
+        mapping: dict[int, GpuEntities] = {}
+        signatures = hierarchy_signatures(entries)
         for gpu_id in gpu_ids:
             attrs = agent.dcgmGetDeviceAttributes(handle, gpu_id)
             nvml_index = live.get((FE_GPU, gpu_id, FI_NVML_INDEX))
@@ -361,7 +320,7 @@ class DcgmSource:
                     for e in ci_entries
                     if int(e.parent.entityGroupId) == FE_GPU_I and int(e.parent.entityId) == gi_entity
                 ]
-                inst = _gpu_instance(board, gi_entry, children, live)
+                inst = gpu_instance(board, gi_entry, children, live)
                 instances.append(inst)
                 gis[inst.gi] = gi_entity
                 for child in children:
@@ -379,7 +338,7 @@ class DcgmSource:
                     instances=tuple(sorted(instances, key=lambda i: i.gi)),
                 )
             )
-            mapping[index] = _GpuEntities(gpu_id, mig_enabled, gis, cis, signatures.get(gpu_id, ()))
+            mapping[index] = GpuEntities(gpu_id, mig_enabled, gis, cis, signatures.get(gpu_id, ()))
         return Topology(tuple(sorted(gpus, key=lambda g: g.index))), mapping
 
     def _live_values(
@@ -418,7 +377,7 @@ class DcgmSource:
 
     # -- watches ----------------------------------------------------------------------------
 
-    def _watch(self, handle: Any, gpus: Mapping[int, _GpuEntities]) -> str:
+    def _watch(self, handle: Any, gpus: Mapping[int, GpuEntities]) -> str:
         """(Re)create the groups and field groups and watch them; return why profiling is off, if it is."""
         agent, structs = self._b.agent, self._b.structs
         self._drop_watches()
@@ -432,7 +391,7 @@ class DcgmSource:
         gpu_fields = self._field_group(handle, "gpu-fields", GPU_FIELDS)
         agent.dcgmWatchFields(handle, gpu_group, gpu_fields, update_us, keep_age, 0)
         watches.watched.append((gpu_group, gpu_fields))
-        profiled = [e for g in gpus.values() for e in _profiled(g)]
+        profiled = [e for g in gpus.values() for e in profiled_entities(g)]
         if not profiled:
             return ""
         group = self._group(handle, "entities", profiled)
@@ -514,13 +473,13 @@ class DcgmSource:
             gpu_values = agent.dcgmEntitiesGetLatestValues(
                 handle, self._pairs([(FE_GPU, mapped.gpu_id)]), GPU_FIELDS, 0
             )
-            profiled = _profiled(mapped)
+            profiled = profiled_entities(mapped)
             fields = list(MEMORY_FIELDS) if state.profiling_reason else list(INSTANCE_FIELDS)
             values = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(profiled), fields, 0) if profiled else []
         except self._b.structs.DCGMError as exc:
             raise self._error(handle, exc) from None
         readings = self._readings([*gpu_values, *values])
-        return _Assembler(readings, state.profiling_reason).sample(gpu, mapped)
+        return Assembler(readings, state.profiling_reason).sample(gpu, mapped)
 
     def _hierarchy(self, handle: Any) -> dict[int, tuple[tuple[int, ...], ...]]:
         """Hierarchy signatures by DCGM GPU ID, read at most once per half interval for all GPUs."""
@@ -530,38 +489,38 @@ class DcgmSource:
             if cached is not None and cached[1] is handle and now - cached[0] < self.interval / 2:
                 return cached[2]
             hierarchy = self._b.agent.dcgmGetGpuInstanceHierarchy(handle)
-            signatures = _signatures(hierarchy.entityList[i] for i in range(int(hierarchy.count)))
+            signatures = hierarchy_signatures(hierarchy.entityList[i] for i in range(int(hierarchy.count)))
             self._hierarchy_cache = (now, handle, signatures)
             return signatures
 
-    def _readings(self, values: Iterable[Any]) -> dict[tuple[int, int, int], _Reading]:
+    def _readings(self, values: Iterable[Any]) -> dict[tuple[int, int, int], Reading]:
         """Field values by (entity group, entity ID, field ID); blanks and bad statuses carry a reason."""
         structs, fields, blank = self._b.structs, self._b.fields, self._b.value
-        out: dict[tuple[int, int, int], _Reading] = {}
+        out: dict[tuple[int, int, int], Reading] = {}
         for fv in values:
             key = (int(fv.entityGroupId), int(fv.entityId), int(fv.fieldId))
             status = int(fv.status)
             if status in (structs.DCGM_ST_INSTANCE_NOT_FOUND, structs.DCGM_ST_COMPUTE_INSTANCE_NOT_FOUND):
                 raise TopologyChangedError(f"DCGM entity {key[1]} no longer exists")
             if status != structs.DCGM_ST_OK:
-                out[key] = _Reading(None, self._status(status))
+                out[key] = Reading(None, self._status(status))
                 continue
             kind = chr(int(fv.fieldType))
             if kind == fields.DCGM_FT_DOUBLE:
                 number: float = float(fv.value.dbl)
                 if blank.DCGM_FP64_IS_BLANK(number):
-                    out[key] = _Reading(None, _blank_reason(number - blank.DCGM_FP64_BLANK))
+                    out[key] = Reading(None, blank_reason(number - blank.DCGM_FP64_BLANK))
                     continue
             elif kind == fields.DCGM_FT_INT64:
                 integer = int(fv.value.i64)
                 if blank.DCGM_INT64_IS_BLANK(integer):
-                    out[key] = _Reading(None, _blank_reason(integer - blank.DCGM_INT64_BLANK))
+                    out[key] = Reading(None, blank_reason(integer - blank.DCGM_INT64_BLANK))
                     continue
                 number = float(integer)
             else:
-                out[key] = _Reading(None, f"unexpected_type_{kind}")
+                out[key] = Reading(None, f"unexpected_type_{kind}")
                 continue
-            out[key] = _Reading(number)
+            out[key] = Reading(number)
         return out
 
     async def close(self) -> None:
@@ -578,143 +537,3 @@ class DcgmSource:
                 self._b.agent.dcgmShutdown()
             except self._b.structs.DCGMError as exc:
                 log.debug("dcgmShutdown: %s", exc)
-
-
-def _profiled(gpu: _GpuEntities) -> list[tuple[int, int]]:
-    """Entities whose activity is watched: a MIG GPU's instances, or the GPU itself with MIG disabled."""
-    entities = [] if gpu.mig_enabled else [(FE_GPU, gpu.gpu_id)]
-    entities += [(FE_GPU_I, e) for e in gpu.gis.values()]
-    entities += [(FE_GPU_CI, e) for e in gpu.cis.values()]
-    return entities
-
-
-def _blank_reason(offset: float) -> str:
-    """Why a value is a blank sentinel: dcgmvalue's BLANK, NOT_FOUND, NOT_SUPPORTED, NOT_PERMISSIONED."""
-    return {0: "no_data", 1: "not_found", 2: "not_supported", 3: "no_permission"}.get(int(offset), "no_data")
-
-
-def _signatures(entries: Iterable[Any]) -> dict[int, tuple[tuple[int, ...], ...]]:
-    """Each GPU's hierarchy entries as plain tuples, keyed by the DCGM ID of the GPU they belong to."""
-    gi_parent: dict[int, int] = {}
-    rows: list[tuple[int, tuple[int, ...]]] = []
-    listed = list(entries)
-    for e in listed:
-        if int(e.entity.entityGroupId) == FE_GPU_I:
-            gi_parent[int(e.entity.entityId)] = int(e.parent.entityId)
-    for e in listed:
-        group, entity_id = int(e.entity.entityGroupId), int(e.entity.entityId)
-        gpu_id = gi_parent.get(entity_id) if group == FE_GPU_I else gi_parent.get(int(e.parent.entityId))
-        if gpu_id is None:
-            continue
-        info = e.info
-        rows.append(
-            (
-                gpu_id,
-                (
-                    group,
-                    entity_id,
-                    int(info.nvmlInstanceId),
-                    int(info.nvmlComputeInstanceId),
-                    int(info.nvmlMigProfileId),
-                    int(info.nvmlProfileSlices),
-                ),
-            )
-        )
-    out: dict[int, list[tuple[int, ...]]] = {}
-    for gpu_id, row in rows:
-        out.setdefault(gpu_id, []).append(row)
-    return {gpu_id: tuple(sorted(items)) for gpu_id, items in out.items()}
-
-
-def _gpu_instance(
-    board: Board | None, entry: Any, children: Sequence[Any], live: Mapping[tuple[int, int, int], object]
-) -> GpuInstance:
-    """A GPU instance from its hierarchy entry and its compute-instance entries."""
-    info = entry.info
-    profile_id = int(info.nvmlMigProfileId)
-    compute_slices = int(info.nvmlProfileSlices)
-    profile = board.profile_by_id(profile_id) if board else None
-    # Unknown board: IDs and slice shapes are the same on every MIG board, names are not.
-    shape = profile or next(
-        (p for b in BOARDS.values() if (p := b.profile_by_id(profile_id)) is not None),
-        None,
-    )
-    name = profile.name if profile else f"{compute_slices}g.id{profile_id}"
-    memory_slices = shape.memory_slices if shape else compute_slices
-    gi = int(info.nvmlInstanceId)
-    cis = []
-    for child in sorted(children, key=lambda c: int(c.info.nvmlComputeInstanceId)):
-        ci_slices = int(child.info.nvmlProfileSlices)
-        uuid = live.get((FE_GPU_CI, int(child.entity.entityId), FI_UUID))
-        cis.append(
-            ComputeInstance(
-                gi=gi,
-                ci=int(child.info.nvmlComputeInstanceId),
-                profile=name if ci_slices == compute_slices else f"{ci_slices}c.{name}",
-                compute_slices=ci_slices,
-                mig_uuid=uuid if isinstance(uuid, str) else "",
-            )
-        )
-    return GpuInstance(
-        gi=gi,
-        profile=name,
-        profile_id=profile_id,
-        placement_start=None,  # DCGM does not report placements
-        placement_size=memory_slices,
-        compute_slices=compute_slices,
-        memory_slices=memory_slices,
-        memory_total_bytes=profile.memory_bytes if profile else 0,
-        compute_instances=tuple(cis),
-    )
-
-
-class _Assembler:
-    """Builds one GPU's GpuSample from its readings; a field absent on every entity is named unsupported."""
-
-    def __init__(self, readings: Mapping[tuple[int, int, int], _Reading], profiling_reason: str) -> None:
-        self.readings = readings
-        self.profiling_reason = profiling_reason
-        self.values: dict[Entity, dict[Field, float]] = {}
-        self.reasons: dict[Field, Counter[str]] = {}
-
-    def take(self, entity: Entity, where: tuple[int, int], field_id: int, fld: Field, scale: float = 1.0) -> None:
-        reading = self.readings.get((*where, field_id), _Reading(None, "no_data"))
-        if reading.value is None:
-            self.reasons.setdefault(fld, Counter())[reading.reason] += 1
-        else:
-            self.values.setdefault(entity, {})[fld] = reading.value * scale
-
-    def memory(self, entity: Entity, where: tuple[int, int]) -> None:
-        """Total and used memory; used falls back to total minus free when only FB_USED is blank."""
-        self.take(entity, where, FI_FB_TOTAL, Field.MEMORY_TOTAL, MIB)
-        used = self.readings.get((*where, FI_FB_USED))
-        free = self.readings.get((*where, FI_FB_FREE))
-        total = self.values.get(entity, {}).get(Field.MEMORY_TOTAL)
-        if (used is None or used.value is None) and free is not None and free.value is not None and total is not None:
-            self.values[entity][Field.MEMORY_USED] = total - free.value * MIB
-        else:
-            self.take(entity, where, FI_FB_USED, Field.MEMORY_USED, MIB)
-
-    def activity(self, entity: Entity, where: tuple[int, int]) -> None:
-        for field_id, fld in PROFILING_FIELDS.items():
-            if self.profiling_reason:
-                self.reasons.setdefault(fld, Counter())[self.profiling_reason] += 1
-            else:
-                self.take(entity, where, field_id, fld)
-
-    def sample(self, gpu: Gpu, mapped: _GpuEntities) -> GpuSample:
-        whole = Entity(gpu.index)
-        where = (FE_GPU, mapped.gpu_id)
-        self.memory(whole, where)
-        for field_id, fld in GPU_ONLY_FIELDS.items():
-            self.take(whole, where, field_id, fld)
-        if not mapped.mig_enabled:
-            self.activity(whole, where)
-        for gi, entity_id in mapped.gis.items():
-            self.activity(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
-            self.memory(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
-        for (gi, ci), entity_id in mapped.cis.items():
-            self.activity(Entity(gpu.index, gi, ci), (FE_GPU_CI, entity_id))
-        present = {f for values in self.values.values() for f in values}
-        unsupported = {f: counts.most_common(1)[0][0] for f, counts in self.reasons.items() if f not in present}
-        return GpuSample(gpu=gpu.index, values=self.values, unsupported=unsupported)
