@@ -56,6 +56,7 @@ def test_serve_dcgm_source_end_to_end_over_fake_bindings(tmp_path: Path) -> None
         c.mig_uuid for _, _, c in sim.topology().iter_compute_instances()
     }
     assert len(s["mig_gpu_power_watts"]) == 8
+    assert {lbl["placement_start"] for lbl in s["mig_instance_info"]} == {""}  # DCGM reports no placements
     assert {(lbl["gpu"], lbl["GPU_I_ID"]) for lbl in s["DCGM_FI_PROF_GR_ENGINE_ACTIVE"] if "GPU_I_ID" in lbl} == {
         (str(g.index), str(i.gi)) for g, i in sim.topology().iter_instances()
     }

@@ -195,6 +195,7 @@ class DcgmSource:
             with self._lock:
                 self._handle = self._connect()
         except structs.DCGMError as exc:
+            self._shutdown_library()
             if self.host == EMBEDDED:
                 raise SourceUnavailableError(f"cannot start an embedded DCGM host engine: {exc}") from None
             raise SourceUnavailableError(
@@ -347,9 +348,17 @@ class DcgmSource:
         """Identity fields read straight from the driver (no watch needed); blanks are left out."""
         if not entities:
             return {}
-        values = self._b.agent.dcgmEntitiesGetLatestValues(
-            handle, self._pairs(entities), list(field_ids), self._b.structs.DCGM_FV_FLAG_LIVE_DATA
-        )
+        structs = self._b.structs
+        try:
+            values = self._b.agent.dcgmEntitiesGetLatestValues(
+                handle, self._pairs(entities), list(field_ids), structs.DCGM_FV_FLAG_LIVE_DATA
+            )
+        except structs.DCGMError as exc:
+            if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
+                raise
+            # Identity extras only: fall back to DCGM GPU IDs as indexes and no MIG device UUIDs.
+            log.warning("DCGM could not read NVML indexes and MIG device UUIDs: %s", exc)
+            return {}
         out: dict[tuple[int, int, int], int | float | str] = {}
         for fv in values:
             key = (int(fv.entityGroupId), int(fv.entityId), int(fv.fieldId))
@@ -533,7 +542,10 @@ class DcgmSource:
                 self._disconnect(self._handle)
                 self._handle = None
             self._state = None
-            try:
-                self._b.agent.dcgmShutdown()
-            except self._b.structs.DCGMError as exc:
-                log.debug("dcgmShutdown: %s", exc)
+            self._shutdown_library()
+
+    def _shutdown_library(self) -> None:
+        try:
+            self._b.agent.dcgmShutdown()
+        except self._b.structs.DCGMError as exc:
+            log.debug("dcgmShutdown: %s", exc)
