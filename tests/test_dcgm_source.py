@@ -11,6 +11,7 @@ import pytest
 from exporter.exposition import Exposition, render
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, Topology
 from exporter.sampler import Sampler
+from exporter.server import landing_html
 from exporter.sources.base import SourceUnavailableError
 from exporter.sources.dcgm import DcgmSource, load_bindings, open_dcgm
 from exporter.sources.synthetic.simulator import Simulator
@@ -223,6 +224,8 @@ async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
     assert snapshot.source_up
     assert [i.profile for i in snapshot.topology.gpus[0].instances] == ["3g.40gb", "3g.40gb"]
     assert Entity(0, 7) not in snapshot.samples[0].values  # the old 1g instances are gone
+    assert len(engine._groups) == 2 and len(engine._field_groups) == 2  # the old ones were destroyed
+    assert "<td>?+4</td>" in landing_html(snapshot, "dcgm")  # placement unknown, size known
     clock.t += 1.5
     snapshot = await sampler.run_once()
     t_update = T0 + 3.0  # the re-created watch ticks from the discovery at T0 + 1.5
