@@ -11,6 +11,8 @@ from typing import NoReturn
 from aiohttp import web
 
 from exporter import __version__
+from exporter.exposition import Exposition
+from exporter.exposition_dcgm import builders_for
 from exporter.sampler import Sampler
 from exporter.server import build_app
 from exporter.settings import OPTIONS, ConfigError, Settings, resolve
@@ -53,14 +55,20 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    source = open_source(settings.source, SourceOptions(scenario=settings.scenario))
+    options = SourceOptions(
+        scenario=settings.scenario,
+        dcgm_bindings=settings.dcgm_bindings,
+        dcgm_host=settings.dcgm_host,
+        interval=settings.interval,
+    )
+    source = open_source(settings.source, options)
     sampler = Sampler(
         source,
         interval=settings.interval,
         discovery_interval=settings.discovery_interval,
         deadline=settings.deadline,
     )
-    app = build_app(sampler)
+    app = build_app(sampler, Exposition(builders_for(settings.names)))
     log.info("mig-exporter %s serving %s source on %s", __version__, source.name, settings.listen)
     try:
         web.run_app(

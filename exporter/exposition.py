@@ -99,7 +99,14 @@ def _instance_families(snapshot: Snapshot) -> Iterator[Metric]:
     for gpu, inst in snapshot.topology.iter_instances():
         key = [str(gpu.index), str(inst.gi), inst.profile]
         info.add_metric(
-            [str(gpu.index), gpu.uuid, str(inst.gi), inst.profile, str(inst.placement_start), str(inst.placement_size)],
+            [
+                str(gpu.index),
+                gpu.uuid,
+                str(inst.gi),
+                inst.profile,
+                "" if inst.placement_start is None else str(inst.placement_start),
+                str(inst.placement_size),
+            ],
             1,
         )
         compute.add_metric(key, inst.compute_slices)

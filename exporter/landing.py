@@ -149,6 +149,11 @@ def _gib(value: float | None) -> str:
     return "-" if value is None else f"{value / GIB:.1f}"
 
 
+def _slices(start: int | None, size: int) -> str:
+    """The memory slices an instance covers, e.g. "4-7"; "?" where the source gives no placement."""
+    return "?" if start is None else f"{start}-{start + size - 1}"
+
+
 def _label(inst: dict[str, Any]) -> str:
     """The box label: the profile, and the memory in use where the box is wide enough to hold it."""
     with_memory = f"{inst['profile']} · {_gib(inst['memory_used_bytes'])}/{inst['memory_total_bytes'] / GIB:.0f} GiB"
@@ -168,20 +173,23 @@ def _gpu_section(gpu: dict[str, Any]) -> str:
             f"{_gib(gpu['memory_used_bytes'])} / {_gib(gpu['memory_total_bytes'])} GiB</p></section>"
         )
         return "".join(parts)
-    boxes = [
-        SliceBox(i["placement_start"], i["memory_slices"], i["compute_slices"], _label(i), i["activity"], i["idle"])
-        for i in gpu["instances"]
-    ]
     compute = sum(i["compute_slices"] for i in gpu["instances"])
     memory = sum(i["memory_slices"] for i in gpu["instances"])
     title = f"{compute} of 7 compute and {memory} of 8 memory slices in use"
-    try:
-        parts.append(slice_map_svg(board(gpu["board"] or ""), boxes, title=title))
-    except ValueError as exc:  # a board the catalog lacks, or a placement off its map: the table still lists all
-        parts.append(f"<p>No slice map: {html.escape(str(exc))}</p>")
+    if any(i["placement_start"] is None for i in gpu["instances"]):
+        parts.append(f"<p>{title}; no slice map: this source does not report placements.</p>")
+    else:
+        boxes = [
+            SliceBox(i["placement_start"], i["memory_slices"], i["compute_slices"], _label(i), i["activity"], i["idle"])
+            for i in gpu["instances"]
+        ]
+        try:
+            parts.append(slice_map_svg(board(gpu["board"] or ""), boxes, title=title))
+        except ValueError as exc:  # a board the catalog lacks, or a placement off its map: the table still lists all
+            parts.append(f"<p>No slice map: {html.escape(str(exc))}</p>")
     rows = "".join(
         f"<tr class='{'idle' if i['idle'] else ''}'><td>GI {i['gi']}</td><td>{html.escape(i['profile'])}</td>"
-        f"<td>{i['placement_start']}-{i['placement_start'] + i['placement_size'] - 1}</td>"
+        f"<td>{_slices(i['placement_start'], i['placement_size'])}</td>"
         f"<td>{_pct(i['activity'])}</td><td>{_pct(i['activity_5m'])}</td>"
         f"<td>{_gib(i['memory_used_bytes'])} / {i['memory_total_bytes'] / GIB:.1f} GiB</td>"
         f"<td>{'idle' if i['idle'] else ''}</td></tr>"

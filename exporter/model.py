@@ -52,7 +52,7 @@ class GpuInstance:
     gi: int
     profile: str  # e.g. "3g.40gb"
     profile_id: int  # NVML GPU-instance profile ID, e.g. 9 for 3g
-    placement_start: int  # in memory slices, 0..7
+    placement_start: int | None  # in memory slices, 0..7; None where the source cannot read it (DCGM)
     placement_size: int  # in memory slices
     compute_slices: int  # of 7
     memory_slices: int  # of 8

@@ -61,6 +61,15 @@ def choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def dcgm_host(value: str) -> str:
+    """`embedded`, or the host engine's HOST:PORT (HOST alone means port 5555)."""
+    if value == "embedded":
+        return value
+    if not value.rpartition(":")[0] or value.endswith("]"):
+        value = f"{value}:5555"
+    return str(parse_listen(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One `serve` setting."""
@@ -105,6 +114,26 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("scenario", str, "demo", "synthetic source: built-in scenario (demo, dgx-h100) or a YAML file", "NAME|FILE"),
     Option("log_level", choice("debug", "info", "warning", "error"), "info", "log verbosity"),
+    Option(
+        "dcgm_bindings",
+        str,
+        None,
+        "dcgm source: directory of DCGM's Python bindings (default: the DCGM 4, then DCGM 3 install path)",
+        "PATH",
+    ),
+    Option(
+        "dcgm_host",
+        dcgm_host,
+        "localhost:5555",
+        "dcgm source: HOST:PORT of nv-hostengine, or 'embedded' to start an engine in-process",
+        "HOST:PORT|embedded",
+    ),
+    Option(
+        "names",
+        choice("native", "dcgm"),
+        "native",
+        "metric names: native, or dcgm to also serve dcgm-exporter's names and labels",
+    ),
 )
 
 
@@ -117,6 +146,9 @@ class Settings:
     deadline: float | None
     scenario: str
     log_level: str
+    dcgm_bindings: str | None = None
+    dcgm_host: str = "localhost:5555"
+    names: str = "native"
 
 
 def _load_config_file(path: str) -> dict[str, str]:

@@ -131,3 +131,16 @@ def test_without_a_sample_or_a_known_board_the_page_still_renders(dgx: Simulator
 def test_page_idle_threshold_matches_the_alerts() -> None:
     """The page marks idle below the same 5% as MigInstanceIdle and the dashboards."""
     assert DEFAULT_THRESHOLDS.idle == IDLE_THRESHOLD
+
+
+def test_instances_without_placement_get_a_table_but_no_slice_map(dgx: Simulator) -> None:
+    """A source that reports no placements (DCGM) still gets its instances listed, with '?' for the slices."""
+    snapshot = snapshot_at(dgx, BURST_HIGH)
+    gpu = snapshot.topology.gpus[1]
+    unplaced = dataclasses.replace(
+        gpu, instances=tuple(dataclasses.replace(i, placement_start=None) for i in gpu.instances)
+    )
+    topology = dataclasses.replace(snapshot.topology, gpus=(unplaced,))
+    fragment = layout_fragment(layout(dataclasses.replace(snapshot, topology=topology), ActivityWindow(), "dcgm"))
+    assert "no slice map: this source does not report placements" in fragment and "<svg" not in fragment
+    assert fragment.count("<td>?</td>") == 2

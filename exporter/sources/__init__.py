@@ -13,6 +13,9 @@ class SourceOptions:
     """What the CLI passes to a source factory."""
 
     scenario: str = "demo"
+    dcgm_bindings: str | None = None
+    dcgm_host: str = "localhost:5555"
+    interval: float = 1.0  # seconds between samples: DCGM watches update at this rate
 
 
 def _synthetic(options: SourceOptions) -> Source:
@@ -26,12 +29,19 @@ def _synthetic(options: SourceOptions) -> Source:
         raise SourceUnavailableError(str(exc)) from None
 
 
+def _dcgm(options: SourceOptions) -> Source:
+    from exporter.sources.dcgm import open_dcgm
+
+    return open_dcgm(options.dcgm_bindings, options.dcgm_host, options.interval)
+
+
 FACTORIES: dict[str, Callable[[SourceOptions], Source]] = {
     "synthetic": _synthetic,
+    "dcgm": _dcgm,
 }
 
 # `auto` tries these in order; the first that loads wins.
-AUTO_ORDER: tuple[str, ...] = ()
+AUTO_ORDER: tuple[str, ...] = ("dcgm", "nvml")
 
 SOURCE_CHOICES = ("auto", "dcgm", "nvml", "synthetic")
 
@@ -41,6 +51,8 @@ def open_source(name: str, options: SourceOptions) -> Source:
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER:
+            if candidate not in FACTORIES:
+                continue
             try:
                 return FACTORIES[candidate](options)
             except SourceUnavailableError as exc:

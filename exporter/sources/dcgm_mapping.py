@@ -1,0 +1,207 @@
+"""DCGM's entities and field values, turned into the model: field numbers, hierarchy mapping, sample assembly.
+
+Pure functions over what the bindings return (ctypes structs read by attribute); the calls
+into DCGM live in exporter.sources.dcgm.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.mig.catalog import BOARDS, Board
+from exporter.model import ComputeInstance, Entity, Field, Gpu, GpuInstance, GpuSample
+
+MIB = 1024**2
+
+# Entity groups (dcgm_fields.DCGM_FE_*); stable numbers in every DCGM release.
+FE_GPU = 1
+FE_GPU_I = 4
+FE_GPU_CI = 5
+
+# Field IDs by number: DCGM 4.6 renamed the constants, older releases have only the old names.
+FI_NVML_INDEX = 52
+FI_UUID = 54
+FI_GPU_TEMP = 150
+FI_POWER = 155
+FI_FB_TOTAL = 250
+FI_FB_FREE = 251
+FI_FB_USED = 252
+FI_GR_ENGINE_ACTIVE = 1001
+FI_SM_ACTIVE = 1002
+FI_SM_OCCUPANCY = 1003
+FI_PIPE_TENSOR_ACTIVE = 1004
+FI_DRAM_ACTIVE = 1005
+
+PROFILING_FIELDS: dict[int, Field] = {
+    FI_GR_ENGINE_ACTIVE: Field.GR_ENGINE_ACTIVE,
+    FI_SM_ACTIVE: Field.SM_ACTIVE,
+    FI_SM_OCCUPANCY: Field.SM_OCCUPANCY,
+    FI_PIPE_TENSOR_ACTIVE: Field.TENSOR_ACTIVE,
+    FI_DRAM_ACTIVE: Field.DRAM_ACTIVE,
+}
+MEMORY_FIELDS: tuple[int, ...] = (FI_FB_TOTAL, FI_FB_FREE, FI_FB_USED)
+INSTANCE_FIELDS: tuple[int, ...] = (*PROFILING_FIELDS, *MEMORY_FIELDS)
+GPU_ONLY_FIELDS: dict[int, Field] = {FI_POWER: Field.POWER, FI_GPU_TEMP: Field.TEMPERATURE}
+GPU_FIELDS: list[int] = [*GPU_ONLY_FIELDS, *MEMORY_FIELDS]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One field value: the number, or why there is none."""
+
+    value: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuEntities:
+    """DCGM entity IDs of one GPU and its instances, as mapped at discovery."""
+
+    gpu_id: int
+    mig_enabled: bool
+    gis: Mapping[int, int]  # NVML GI id -> GPU_I entity ID
+    cis: Mapping[tuple[int, int], int]  # (GI id, CI id) -> GPU_CI entity ID
+    signature: tuple[tuple[int, ...], ...]  # this GPU's hierarchy entries, to notice a re-partition
+
+
+def profiled_entities(gpu: GpuEntities) -> list[tuple[int, int]]:
+    """Entities whose activity is watched: a MIG GPU's instances, or the GPU itself with MIG disabled."""
+    entities = [] if gpu.mig_enabled else [(FE_GPU, gpu.gpu_id)]
+    entities += [(FE_GPU_I, e) for e in gpu.gis.values()]
+    entities += [(FE_GPU_CI, e) for e in gpu.cis.values()]
+    return entities
+
+
+def blank_reason(offset: float) -> str:
+    """Why a value is a blank sentinel: dcgmvalue's BLANK, NOT_FOUND, NOT_SUPPORTED, NOT_PERMISSIONED."""
+    return {0: "no_data", 1: "not_found", 2: "not_supported", 3: "no_permission"}.get(int(offset), "no_data")
+
+
+def hierarchy_signatures(entries: Iterable[Any]) -> dict[int, tuple[tuple[int, ...], ...]]:
+    """Each GPU's hierarchy entries as plain tuples, keyed by the DCGM ID of the GPU they belong to."""
+    gi_parent: dict[int, int] = {}
+    rows: list[tuple[int, tuple[int, ...]]] = []
+    listed = list(entries)
+    for e in listed:
+        if int(e.entity.entityGroupId) == FE_GPU_I:
+            gi_parent[int(e.entity.entityId)] = int(e.parent.entityId)
+    for e in listed:
+        group, entity_id = int(e.entity.entityGroupId), int(e.entity.entityId)
+        gpu_id = gi_parent.get(entity_id) if group == FE_GPU_I else gi_parent.get(int(e.parent.entityId))
+        if gpu_id is None:
+            continue
+        info = e.info
+        rows.append(
+            (
+                gpu_id,
+                (
+                    group,
+                    entity_id,
+                    int(info.nvmlInstanceId),
+                    int(info.nvmlComputeInstanceId),
+                    int(info.nvmlMigProfileId),
+                    int(info.nvmlProfileSlices),
+                ),
+            )
+        )
+    out: dict[int, list[tuple[int, ...]]] = {}
+    for gpu_id, row in rows:
+        out.setdefault(gpu_id, []).append(row)
+    return {gpu_id: tuple(sorted(items)) for gpu_id, items in out.items()}
+
+
+def gpu_instance(
+    board: Board | None, entry: Any, children: Sequence[Any], live: Mapping[tuple[int, int, int], object]
+) -> GpuInstance:
+    """A GPU instance from its hierarchy entry and its compute-instance entries."""
+    info = entry.info
+    profile_id = int(info.nvmlMigProfileId)
+    compute_slices = int(info.nvmlProfileSlices)
+    profile = board.profile_by_id(profile_id) if board else None
+    # Unknown board: IDs and slice shapes are the same on every MIG board, names are not.
+    shape = profile or next(
+        (p for b in BOARDS.values() if (p := b.profile_by_id(profile_id)) is not None),
+        None,
+    )
+    name = profile.name if profile else f"{compute_slices}g.id{profile_id}"
+    memory_slices = shape.memory_slices if shape else compute_slices
+    gi = int(info.nvmlInstanceId)
+    cis = []
+    for child in sorted(children, key=lambda c: int(c.info.nvmlComputeInstanceId)):
+        ci_slices = int(child.info.nvmlProfileSlices)
+        uuid = live.get((FE_GPU_CI, int(child.entity.entityId), FI_UUID))
+        cis.append(
+            ComputeInstance(
+                gi=gi,
+                ci=int(child.info.nvmlComputeInstanceId),
+                profile=name if ci_slices == compute_slices else f"{ci_slices}c.{name}",
+                compute_slices=ci_slices,
+                mig_uuid=uuid if isinstance(uuid, str) else "",
+            )
+        )
+    return GpuInstance(
+        gi=gi,
+        profile=name,
+        profile_id=profile_id,
+        placement_start=None,  # DCGM does not report placements
+        placement_size=memory_slices,
+        compute_slices=compute_slices,
+        memory_slices=memory_slices,
+        memory_total_bytes=profile.memory_bytes if profile else 0,
+        compute_instances=tuple(cis),
+    )
+
+
+class Assembler:
+    """Builds one GPU's GpuSample from its readings; a field absent on every entity is named unsupported."""
+
+    def __init__(self, readings: Mapping[tuple[int, int, int], Reading], profiling_reason: str) -> None:
+        self.readings = readings
+        self.profiling_reason = profiling_reason
+        self.values: dict[Entity, dict[Field, float]] = {}
+        self.reasons: dict[Field, Counter[str]] = {}
+
+    def take(self, entity: Entity, where: tuple[int, int], field_id: int, fld: Field, scale: float = 1.0) -> None:
+        reading = self.readings.get((*where, field_id), Reading(None, "no_data"))
+        if reading.value is None:
+            self.reasons.setdefault(fld, Counter())[reading.reason] += 1
+        else:
+            self.values.setdefault(entity, {})[fld] = reading.value * scale
+
+    def memory(self, entity: Entity, where: tuple[int, int]) -> None:
+        """Total and used memory; used falls back to total minus free when only FB_USED is blank."""
+        self.take(entity, where, FI_FB_TOTAL, Field.MEMORY_TOTAL, MIB)
+        used = self.readings.get((*where, FI_FB_USED))
+        free = self.readings.get((*where, FI_FB_FREE))
+        total = self.values.get(entity, {}).get(Field.MEMORY_TOTAL)
+        if (used is None or used.value is None) and free is not None and free.value is not None and total is not None:
+            self.values[entity][Field.MEMORY_USED] = total - free.value * MIB
+        else:
+            self.take(entity, where, FI_FB_USED, Field.MEMORY_USED, MIB)
+
+    def activity(self, entity: Entity, where: tuple[int, int]) -> None:
+        for field_id, fld in PROFILING_FIELDS.items():
+            if self.profiling_reason:
+                self.reasons.setdefault(fld, Counter())[self.profiling_reason] += 1
+            else:
+                self.take(entity, where, field_id, fld)
+
+    def sample(self, gpu: Gpu, mapped: GpuEntities) -> GpuSample:
+        whole = Entity(gpu.index)
+        where = (FE_GPU, mapped.gpu_id)
+        self.memory(whole, where)
+        for field_id, fld in GPU_ONLY_FIELDS.items():
+            self.take(whole, where, field_id, fld)
+        if not mapped.mig_enabled:
+            self.activity(whole, where)
+        for gi, entity_id in mapped.gis.items():
+            self.activity(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
+            self.memory(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
+        for (gi, ci), entity_id in mapped.cis.items():
+            self.activity(Entity(gpu.index, gi, ci), (FE_GPU_CI, entity_id))
+        present = {f for values in self.values.values() for f in values}
+        unsupported = {f: counts.most_common(1)[0][0] for f, counts in self.reasons.items() if f not in present}
+        return GpuSample(gpu=gpu.index, values=self.values, unsupported=unsupported)

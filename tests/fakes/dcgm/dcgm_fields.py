@@ -1,0 +1,36 @@
+"""Stand-in for DCGM's `dcgm_fields` binding module: field types, entity groups and the field IDs in use."""
+
+from __future__ import annotations
+
+from ctypes import c_uint32
+
+DCGM_FT_BINARY = "b"
+DCGM_FT_DOUBLE = "d"
+DCGM_FT_INT64 = "i"
+DCGM_FT_STRING = "s"
+DCGM_FT_TIMESTAMP = "t"
+
+DCGM_FE_NONE = 0
+DCGM_FE_GPU = 1
+DCGM_FE_VGPU = 2
+DCGM_FE_SWITCH = 3
+DCGM_FE_GPU_I = 4
+DCGM_FE_GPU_CI = 5
+
+c_dcgm_field_eid_t = c_uint32
+
+# DCGM 4.6 names (the source uses the numbers).
+DCGM_FI_DEV_GPU_NAME = 50
+DCGM_FI_DEV_NVML_INDEX = 52
+DCGM_FI_DEV_GPU_UUID = 54
+DCGM_FI_DEV_MIG_MODE = 67
+DCGM_FI_DEV_GPU_TEMP_CELSIUS = 150
+DCGM_FI_DEV_BOARD_POWER_WATTS = 155
+DCGM_FI_DEV_FB_TOTAL = 250
+DCGM_FI_DEV_FB_FREE = 251
+DCGM_FI_DEV_FB_USED = 252
+DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO = 1001
+DCGM_FI_PROF_SM_UTIL_RATIO = 1002
+DCGM_FI_PROF_SM_OCCUPANCY_RATIO = 1003
+DCGM_FI_PROF_TENSOR_UTIL_RATIO = 1004
+DCGM_FI_PROF_DRAM_UTIL_RATIO = 1005

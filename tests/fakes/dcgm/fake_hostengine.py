@@ -1,0 +1,414 @@
+"""An in-process stand-in for nv-hostengine, backed by the synthetic simulator.
+
+The fake `dcgm_agent` calls into the engine installed here. It keeps DCGM's behaviour that
+the source depends on: its own GPU-instance and compute-instance entity IDs (renumbered on a
+re-partition), groups and field groups that die with the connection, values only for watched
+fields after an update, a blank first profiling value after a watch, per-value statuses, and
+an engine that can be stopped and started (all handles invalid afterwards).
+
+Tests install an engine with `install(FakeHostEngine(...))`. A child process (the CLI under
+test) gets one built from FAKE_DCGM_SCENARIO (default `demo`); FAKE_DCGM_ADDRESS sets the
+address it listens on (default localhost:5555) and FAKE_DCGM_PROFILING=0 turns profiling off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dcgm_fields
+import dcgm_structs
+import dcgmvalue
+
+from exporter.model import Entity, Field
+from exporter.sources.synthetic.scenario import InstanceSpec, load
+from exporter.sources.synthetic.simulator import Simulator
+
+MIB = 1024**2
+PROFILING = {
+    1001: Field.GR_ENGINE_ACTIVE,
+    1002: Field.SM_ACTIVE,
+    1003: Field.SM_OCCUPANCY,
+    1004: Field.TENSOR_ACTIVE,
+    1005: Field.DRAM_ACTIVE,
+}
+DOUBLE_FIELDS = {*PROFILING, 155}
+STRING_FIELDS = {50, 54}
+CI_PROFILE_IDS = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4}
+NO_ID = 0xFFFFFFFF
+
+
+class EngineError(Exception):
+    """A DCGM status the fake agent turns into the real DCGMError."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass
+class _Watch:
+    entities: frozenset[tuple[int, int]]
+    fields: frozenset[int]
+    freq_s: float
+    created: float
+    forced: list[float] = field(default_factory=list)
+
+    def updates(self, now: float) -> tuple[int, float | None]:
+        """How many updates happened since the watch began, and the time of the latest."""
+        ticks = math.floor((now - self.created) / self.freq_s)
+        latest = self.created + ticks * self.freq_s if ticks >= 1 else None
+        if self.forced and (latest is None or self.forced[-1] > latest):
+            latest = self.forced[-1]
+        return ticks + len(self.forced), latest
+
+
+@dataclass(frozen=True)
+class _Entities:
+    """The engine's numbering of the current layout."""
+
+    gis: dict[int, tuple[int, int]]  # GPU_I entity ID -> (gpu, gi)
+    cis: dict[int, tuple[int, int, int]]  # GPU_CI entity ID -> (gpu, gi, ci)
+
+
+class FakeHostEngine:
+    """The host engine: the simulator's node behind DCGM's API semantics."""
+
+    def __init__(
+        self,
+        simulator: Simulator,
+        address: str = "localhost:5555",
+        clock: Callable[[], float] = time.time,
+        profiling: bool = True,
+    ) -> None:
+        self.simulator = simulator
+        self.address = address
+        self.clock = clock
+        self.profiling = profiling
+        self.running = True
+        self.blank: dict[int, str] = {}  # field ID -> "blank" | "not_found" | "not_supported" | "no_permission"
+        self.statuses: dict[int, int] = {}  # field ID -> per-value DCGM_ST_* status
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.RLock()
+        self._next_id = 1
+        self._handles: set[int] = set()
+        self._groups: dict[int, tuple[str, list[tuple[int, int]]]] = {}
+        self._field_groups: dict[int, tuple[str, tuple[int, ...]]] = {}
+        self._watches: dict[tuple[int, int], _Watch] = {}
+        self._entities = self._enumerate()
+
+    # -- engine life ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the engine: every handle, group, field group and watch is gone."""
+        with self._lock:
+            self.running = False
+            self._handles.clear()
+            self._groups.clear()
+            self._field_groups.clear()
+            self._watches.clear()
+
+    def start(self) -> None:
+        with self._lock:
+            self.running = True
+            self._entities = self._enumerate()
+
+    def repartition(self, gpu: int, instances: tuple[InstanceSpec, ...]) -> None:
+        """Change one GPU's layout; DCGM renumbers its instance entities."""
+        with self._lock:
+            self.simulator.repartition(gpu, instances)
+            self._entities = self._enumerate()
+
+    def _enumerate(self) -> _Entities:
+        gis: dict[int, tuple[int, int]] = {}
+        cis: dict[int, tuple[int, int, int]] = {}
+        for g, inst in self.simulator.topology().iter_instances():
+            gis[len(gis)] = (g.index, inst.gi)
+            for ci in inst.compute_instances:
+                cis[len(cis)] = (g.index, inst.gi, ci.ci)
+        return _Entities(gis, cis)
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    # -- connections ------------------------------------------------------------------------
+
+    def connect(self, address: str) -> int:
+        self.calls["connect"] += 1
+        host, _, port = address.rpartition(":")
+        mine_host, _, mine_port = self.address.rpartition(":")
+        local = {"localhost", "127.0.0.1"}
+        same = port == mine_port and (host == mine_host or {host, mine_host} <= local)
+        if not self.running or not same:
+            raise EngineError(dcgm_structs.DCGM_ST_CONNECTION_NOT_VALID)
+        with self._lock:
+            handle = self._new_id()
+            self._handles.add(handle)
+            return handle
+
+    def start_embedded(self) -> int:
+        self.calls["start_embedded"] += 1
+        with self._lock:
+            self.running = True
+            handle = self._new_id()
+            self._handles.add(handle)
+            return handle
+
+    def disconnect(self, handle: int) -> None:
+        self.check(handle)
+        with self._lock:
+            self._handles.discard(handle)
+            # persistAfterDisconnect=0: the engine cleans up after the client. All groups here belong to it.
+            self._groups.clear()
+            self._field_groups.clear()
+            self._watches.clear()
+
+    def check(self, handle: int) -> None:
+        if not self.running or handle not in self._handles:
+            raise EngineError(dcgm_structs.DCGM_ST_CONNECTION_NOT_VALID)
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def supported_gpus(self, handle: int) -> list[int]:
+        self.check(handle)
+        return [g.index for g in self.simulator.topology().gpus]
+
+    def fill_attributes(self, handle: int, gpu_id: int, attrs: Any) -> None:
+        self.check(handle)
+        gpu = self.simulator.topology().gpu(gpu_id)
+        if gpu is None:
+            raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
+        attrs.identifiers.deviceName = gpu.model
+        attrs.identifiers.brandName = "NVIDIA"
+        attrs.identifiers.uuid = gpu.uuid
+        attrs.identifiers.driverVersion = gpu.driver_version
+        attrs.memoryUsage.fbTotal = gpu.memory_total_bytes // MIB
+        attrs.settings.migModeEnabled = 1 if gpu.mig_enabled else 0
+
+    def fill_hierarchy(self, handle: int, hierarchy: Any) -> None:
+        self.check(handle)
+        topology = self.simulator.topology()
+        count = 0
+        gi_entity = {v: k for k, v in self._entities.gis.items()}
+        for entity_id, (g, gi) in self._entities.gis.items():
+            gpu = topology.gpus[g]
+            inst = gpu.instance(gi)
+            assert inst is not None
+            e = hierarchy.entityList[count]
+            e.entity.entityGroupId, e.entity.entityId = dcgm_fields.DCGM_FE_GPU_I, entity_id
+            e.parent.entityGroupId, e.parent.entityId = dcgm_fields.DCGM_FE_GPU, g
+            self._info(e.info, gpu.uuid, g, gi, NO_ID, inst.profile_id, inst.compute_slices)
+            count += 1
+            for ci_entity, (cg, cgi, ci) in self._entities.cis.items():
+                if (cg, cgi) != (g, gi):
+                    continue
+                cinst = next(c for c in inst.compute_instances if c.ci == ci)
+                e = hierarchy.entityList[count]
+                e.entity.entityGroupId, e.entity.entityId = dcgm_fields.DCGM_FE_GPU_CI, ci_entity
+                e.parent.entityGroupId, e.parent.entityId = dcgm_fields.DCGM_FE_GPU_I, gi_entity[(g, gi)]
+                slices = cinst.compute_slices
+                self._info(e.info, gpu.uuid, g, gi, ci, CI_PROFILE_IDS[slices], slices)
+                count += 1
+        hierarchy.count = count
+
+    @staticmethod
+    def _info(info: Any, uuid: str, gpu: int, gi: int, ci: int, profile: int, slices: int) -> None:
+        info.gpuUuid = uuid
+        info.nvmlGpuIndex = gpu
+        info.nvmlInstanceId = gi
+        info.nvmlComputeInstanceId = ci
+        info.nvmlMigProfileId = profile
+        info.nvmlProfileSlices = slices
+
+    # -- groups and watches -----------------------------------------------------------------
+
+    def group_create(self, handle: int, group_type: int, name: str) -> int:
+        self.check(handle)
+        self.calls["group_create"] += 1
+        if group_type != dcgm_structs.DCGM_GROUP_EMPTY:
+            raise EngineError(dcgm_structs.DCGM_ST_NOT_SUPPORTED)  # the fake only builds groups entity by entity
+        with self._lock:
+            if len(self._groups) >= dcgm_structs.DCGM_MAX_NUM_GROUPS:
+                raise EngineError(dcgm_structs.DCGM_ST_MAX_LIMIT)
+            group = self._new_id()
+            self._groups[group] = (name, [])
+            return group
+
+    def group_add_entity(self, handle: int, group: int, entity_group: int, entity_id: int) -> None:
+        self.check(handle)
+        if group not in self._groups:
+            raise EngineError(dcgm_structs.DCGM_ST_NOT_CONFIGURED)
+        if not self._exists(entity_group, entity_id):
+            raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
+        members = self._groups[group][1]
+        if (entity_group, entity_id) in members:
+            raise EngineError(dcgm_structs.DCGM_ST_DUPLICATE_KEY)
+        members.append((entity_group, entity_id))
+
+    def group_destroy(self, handle: int, group: int) -> None:
+        self.check(handle)
+        if self._groups.pop(group, None) is None:
+            raise EngineError(dcgm_structs.DCGM_ST_NOT_CONFIGURED)
+
+    def field_group_create(self, handle: int, field_ids: tuple[int, ...], name: str) -> int:
+        self.check(handle)
+        self.calls["field_group_create"] += 1
+        with self._lock:
+            if any(n == name for n, _ in self._field_groups.values()):
+                raise EngineError(dcgm_structs.DCGM_ST_DUPLICATE_KEY)
+            if not field_ids or len(field_ids) > dcgm_structs.DCGM_MAX_FIELD_IDS_PER_FIELD_GROUP:
+                raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
+            fg = self._new_id()
+            self._field_groups[fg] = (name, field_ids)
+            return fg
+
+    def field_group_destroy(self, handle: int, fg: int) -> None:
+        self.check(handle)
+        if self._field_groups.pop(fg, None) is None:
+            raise EngineError(dcgm_structs.DCGM_ST_NO_DATA)
+
+    def watch(self, handle: int, group: int, fg: int, freq_us: int, keep_age: float, keep_samples: int) -> None:
+        self.check(handle)
+        self.calls["watch"] += 1
+        if group not in self._groups or fg not in self._field_groups:
+            raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
+        fields = self._field_groups[fg][1]
+        if not self.profiling and any(f in PROFILING for f in fields):
+            raise EngineError(dcgm_structs.DCGM_ST_PROFILING_NOT_SUPPORTED)
+        if freq_us <= 0:
+            raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
+        self._watches[(group, fg)] = _Watch(
+            frozenset(self._groups[group][1]), frozenset(fields), freq_us / 1e6, self.clock()
+        )
+
+    def unwatch(self, handle: int, group: int, fg: int) -> None:
+        self.check(handle)
+        self._watches.pop((group, fg), None)
+
+    def update_all(self, handle: int, wait: int) -> None:
+        self.check(handle)
+        now = self.clock()
+        for w in self._watches.values():
+            w.forced.append(now)
+
+    # -- values -----------------------------------------------------------------------------
+
+    def _exists(self, group: int, entity_id: int) -> bool:
+        if group == dcgm_fields.DCGM_FE_GPU:
+            return self.simulator.topology().gpu(entity_id) is not None
+        if group == dcgm_fields.DCGM_FE_GPU_I:
+            return entity_id in self._entities.gis
+        if group == dcgm_fields.DCGM_FE_GPU_CI:
+            return entity_id in self._entities.cis
+        return False
+
+    def latest(self, handle: int, entities: Iterable[tuple[int, int]], field_ids: Iterable[int], flags: int) -> list:
+        """(entity group, entity ID, field ID, field type, status, value) for every entity x field."""
+        self.check(handle)
+        now = self.clock()
+        fields = list(field_ids)
+        out = []
+        for group, entity_id in entities:
+            for fid in fields:
+                out.append((group, entity_id, fid, *self._value(group, entity_id, fid, flags, now)))
+        return out
+
+    def _value(self, group: int, entity_id: int, fid: int, flags: int, now: float) -> tuple[str, int, object]:
+        kind = "s" if fid in STRING_FIELDS else "d" if fid in DOUBLE_FIELDS else "i"
+        if not self._exists(group, entity_id):
+            missing = (
+                dcgm_structs.DCGM_ST_INSTANCE_NOT_FOUND
+                if group == dcgm_fields.DCGM_FE_GPU_I
+                else dcgm_structs.DCGM_ST_COMPUTE_INSTANCE_NOT_FOUND
+            )
+            return kind, missing, _blank(kind, "blank")
+        t = now
+        if not flags & dcgm_structs.DCGM_FV_FLAG_LIVE_DATA:
+            watch = next(
+                (w for w in self._watches.values() if (group, entity_id) in w.entities and fid in w.fields), None
+            )
+            if watch is None:
+                return kind, dcgm_structs.DCGM_ST_NOT_WATCHED, _blank(kind, "blank")
+            updates, latest = watch.updates(now)
+            if latest is None:
+                return kind, dcgm_structs.DCGM_ST_NO_DATA, _blank(kind, "blank")
+            if fid in PROFILING and updates < 2:
+                return kind, dcgm_structs.DCGM_ST_OK, _blank(kind, "blank")  # profiling needs two updates
+            t = latest
+        if fid in self.statuses:
+            return kind, self.statuses[fid], _blank(kind, "blank")
+        if fid in self.blank:
+            return kind, dcgm_structs.DCGM_ST_OK, _blank(kind, self.blank[fid])
+        value = self._truth(group, entity_id, fid, t)
+        if value is None:
+            return kind, dcgm_structs.DCGM_ST_NOT_SUPPORTED, _blank(kind, "not_supported")
+        return kind, dcgm_structs.DCGM_ST_OK, value
+
+    def _truth(self, group: int, entity_id: int, fid: int, t: float) -> object:
+        sim = self.simulator
+        if group == dcgm_fields.DCGM_FE_GPU:
+            gpu, gi, ci = entity_id, None, None
+        elif group == dcgm_fields.DCGM_FE_GPU_I:
+            (gpu, gi), ci = self._entities.gis[entity_id], None
+        else:
+            gpu, gi, ci = self._entities.cis[entity_id]
+        sample = sim.sample(gpu, t)
+        whole = sample.values[Entity(gpu)]
+        if fid in (150, 155):  # GPU-wide: an instance entity reads its parent's value
+            return int(whole[Field.TEMPERATURE]) if fid == 150 else whole[Field.POWER]
+        if fid == 52:
+            return gpu
+        if fid == 54:
+            if ci is not None:
+                return sim.mig_uuid(gpu, gi, ci)
+            return sim.gpu_uuid(gpu) if gi is None else None
+        if fid in PROFILING:
+            if gi is None:
+                return sim.gpu_activity(gpu, t)[PROFILING[fid]]
+            own = sample.values[Entity(gpu, gi, ci)]
+            return own[PROFILING[fid]]
+        memory = sample.values[Entity(gpu, gi)]  # a compute instance shares its GI's memory
+        total = round(memory[Field.MEMORY_TOTAL] / MIB)
+        used = round(memory[Field.MEMORY_USED] / MIB)
+        return {250: total, 252: used, 251: total - used}.get(fid)
+
+
+def _blank(kind: str, why: str) -> object:
+    offset = {"blank": 0, "not_found": 1, "not_supported": 2, "no_permission": 3}[why]
+    if kind == "d":
+        return dcgmvalue.DCGM_FP64_BLANK + offset
+    if kind == "i":
+        return dcgmvalue.DCGM_INT64_BLANK + offset
+    return {
+        0: dcgmvalue.DCGM_STR_BLANK,
+        1: dcgmvalue.DCGM_STR_NOT_FOUND,
+        2: dcgmvalue.DCGM_STR_NOT_SUPPORTED,
+        3: dcgmvalue.DCGM_STR_NOT_PERMISSIONED,
+    }[offset]
+
+
+_engine: FakeHostEngine | None = None
+
+
+def install(engine: FakeHostEngine | None) -> None:
+    """Make `engine` the one the fake bindings talk to (None: build the default on next use)."""
+    global _engine
+    _engine = engine
+
+
+def current() -> FakeHostEngine:
+    global _engine
+    if _engine is None:
+        _engine = FakeHostEngine(
+            Simulator(load(os.environ.get("FAKE_DCGM_SCENARIO", "demo"))),
+            address=os.environ.get("FAKE_DCGM_ADDRESS", "localhost:5555"),
+            profiling=os.environ.get("FAKE_DCGM_PROFILING", "1") != "0",
+        )
+    return _engine

@@ -1,0 +1,280 @@
+"""The DCGM source over the fake bindings and host engine: topology, values, blanks, restarts, re-partitions."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exporter.exposition import Exposition, render
+from exporter.landing import ActivityWindow, layout, layout_fragment
+from exporter.model import ACTIVITY_FIELDS, Entity, Field, Topology
+from exporter.sampler import Sampler
+from exporter.sources.base import SourceUnavailableError
+from exporter.sources.dcgm import DcgmSource, load_bindings, open_dcgm
+from exporter.sources.synthetic.simulator import Simulator
+from tests.support.fake_dcgm import FAKE_DCGM_DIR, fake_bindings, hostengine
+
+MIB = 1024**2
+T0 = 1_790_000_000.0
+
+
+class Clock:
+    """A settable clock for the fake engine's update ticks and the source's reconnect backoff."""
+
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(dgx: Simulator, clock: Clock) -> Iterator[Any]:
+    """A fake host engine serving the dgx-h100 scenario, installed for the fake bindings."""
+    module = hostengine()
+    eng = module.FakeHostEngine(dgx, clock=clock)
+    module.install(eng)
+    yield eng
+    module.install(None)
+
+
+@pytest.fixture
+def source(engine: Any, clock: Clock) -> DcgmSource:
+    src = DcgmSource(fake_bindings(), host="localhost:5555", interval=1.0, monotonic=clock)
+    src.start()
+    return src
+
+
+def expected_topology(sim: Simulator) -> Topology:
+    """The simulator's topology as DCGM can report it: no placements, no pending MIG mode."""
+    return Topology(
+        tuple(
+            dataclasses.replace(
+                g,
+                mig_pending=None,
+                instances=tuple(dataclasses.replace(i, placement_start=None) for i in g.instances),
+            )
+            for g in sim.topology().gpus
+        )
+    )
+
+
+async def test_dcgm_discovery_yields_the_dgx_h100_topology(source: DcgmSource, dgx: Simulator) -> None:
+    """Discovery maps DCGM's hierarchy to NVML GPU indexes, GI/CI ids, profile names and MIG UUIDs."""
+    topology = await source.discover()
+    assert topology == expected_topology(dgx)
+    assert len(list(topology.iter_instances())) == 24
+    gpu4 = topology.gpu(4)
+    assert gpu4 is not None and [c.profile for c in gpu4.instances[0].compute_instances] == [
+        "4c.7g.80gb",
+        "2c.7g.80gb",
+        "1c.7g.80gb",
+    ]
+
+
+async def test_dcgm_sample_yields_the_simulated_values(source: DcgmSource, dgx: Simulator, clock: Clock) -> None:
+    """After one watch update every GPU, GI and CI reads the simulator's values at the update time."""
+    topology = await source.discover()
+    clock.t = T0 + 1.2  # one update tick (at T0 + 1) after the watch began
+    for gpu in topology.gpus:
+        sample = await source.sample(gpu)
+        truth = dgx.sample(gpu.index, T0 + 1.0)
+        assert sample.unsupported == {}
+        assert set(sample.values) == set(truth.values)
+        for entity, fields in truth.values.items():
+            got = sample.values[entity]
+            for fld, value in fields.items():
+                if fld in (Field.MEMORY_USED, Field.MEMORY_TOTAL):
+                    assert abs(got[fld] - value) <= MIB / 2, (entity, fld)  # DCGM reports MiB
+                else:
+                    assert got[fld] == pytest.approx(value), (entity, fld)
+
+
+async def test_dcgm_power_and_temperature_only_on_gpu_entities(source: DcgmSource, engine: Any, clock: Clock) -> None:
+    """Power and temperature are watched and reported on GPU entities only; profiling never on a MIG-enabled GPU."""
+    topology = await source.discover()
+    watched = {(entity, fid) for w in engine._watches.values() for entity in w.entities for fid in w.fields}
+    gpu, gpu_i, mig_gpus = 1, 4, {g.index for g in topology.gpus if g.mig_enabled}
+    assert {entity[0] for entity, fid in watched if fid in (150, 155)} == {gpu}
+    assert not {(e, f) for e, f in watched if e[0] == gpu and e[1] in mig_gpus and 1001 <= f <= 1005}
+    assert {(gpu, 7), (gpu_i, 0)} <= {e for e, f in watched if f == 1001}  # the MIG-disabled GPU and instances
+    clock.t += 1.5
+    sample = await source.sample(topology.gpus[0])
+    assert Field.POWER in sample.values[Entity(0)]
+    for entity, fields in sample.values.items():
+        if entity.gi is not None:
+            assert Field.POWER not in fields and Field.TEMPERATURE not in fields
+
+
+async def test_dcgm_first_profiling_value_after_a_watch_is_absent_not_zero(source: DcgmSource) -> None:
+    """The blank first profiling value after a watch leaves activity absent with reason no_data; memory is there."""
+    topology = await source.discover()
+    sample = await source.sample(topology.gpus[1])
+    assert sample.get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) is None
+    assert sample.unsupported[Field.GR_ENGINE_ACTIVE] == "no_data"
+    assert sample.get(Entity(1, 1), Field.MEMORY_USED) is not None
+
+
+async def test_dcgm_missing_profiling_module_reports_profiling_not_supported(engine: Any, clock: Clock) -> None:
+    """Without profiling, activity series are absent with PROFILING_NOT_SUPPORTED; memory, power, temperature stay."""
+    engine.profiling = False
+    source = DcgmSource(fake_bindings(), interval=1.0, monotonic=clock)
+    source.start()
+    sampler = Sampler(source, clock=clock)
+    snapshot = await sampler.run_once()
+    clock.t += 1.5
+    snapshot = await sampler.run_once()
+    assert snapshot.source_up
+    sample = snapshot.samples[0]
+    for fld in ACTIVITY_FIELDS:
+        assert sample.unsupported[fld] == "profiling_not_supported"
+    assert sample.get(Entity(0), Field.POWER) is not None
+    assert sample.get(Entity(0, 1), Field.MEMORY_USED) is not None
+    text = render(snapshot, Exposition().builders).text.decode()
+    assert "mig_instance_gr_engine_active_ratio{" not in text
+    assert 'mig_exporter_field_supported{field="gr_engine_active",gpu="0",reason="profiling_not_supported"} 0.0' in text
+
+
+async def test_dcgm_blank_values_and_statuses_become_absent_series(
+    source: DcgmSource, engine: Any, clock: Clock
+) -> None:
+    """Blank sentinels and NOT_SUPPORTED statuses give absent series and a reason, never zeros."""
+    structs = fake_bindings().structs
+    engine.blank[155] = "not_supported"  # power: FP64 NOT_SUPPORTED sentinel, status OK
+    engine.statuses[1002] = structs.DCGM_ST_NOT_SUPPORTED  # SM active: per-value status
+    engine.blank[252] = "blank"  # FB used and free blank: memory used has nothing to fall back on
+    engine.blank[251] = "blank"
+    sampler = Sampler(source, clock=clock)
+    await sampler.run_once()
+    clock.t += 1.5
+    snapshot = await sampler.run_once()
+    sample = snapshot.samples[3]
+    assert sample.get(Entity(3), Field.POWER) is None
+    assert sample.unsupported[Field.POWER] == "not_supported"
+    assert sample.unsupported[Field.SM_ACTIVE] == "not_supported"
+    assert sample.unsupported[Field.MEMORY_USED] == "no_data"
+    assert sample.get(Entity(3, 1), Field.GR_ENGINE_ACTIVE) is not None
+    assert sample.get(Entity(3), Field.TEMPERATURE) is not None
+    text = render(snapshot, Exposition().builders).text.decode()
+    assert "mig_gpu_power_watts{" not in text and "mig_instance_sm_active_ratio{" not in text
+    assert "mig_instance_memory_used_bytes{" not in text
+    assert 'mig_exporter_field_supported{field="power",gpu="3",reason="not_supported"} 0.0' in text
+
+
+async def test_dcgm_memory_used_falls_back_to_total_minus_free(source: DcgmSource, engine: Any, clock: Clock) -> None:
+    """A blank FB_USED with FB_TOTAL and FB_FREE present still gives memory used."""
+    engine.blank[252] = "blank"
+    topology = await source.discover()
+    clock.t += 1.5
+    sample = await source.sample(topology.gpus[1])
+    assert sample.get(Entity(1, 1), Field.MEMORY_USED) is not None
+    assert Field.MEMORY_USED not in sample.unsupported
+
+
+async def test_dcgm_host_engine_restart_reconnects_and_recreates_watches(
+    source: DcgmSource, engine: Any, clock: Clock
+) -> None:
+    """A restarted host engine drops source_up to 0, then the source reconnects with backoff and resumes."""
+    sampler = Sampler(source, clock=clock)
+    assert (await sampler.run_once()).source_up
+    watches_before = engine.calls["watch"]
+
+    engine.stop()
+    connects = engine.calls["connect"]
+    lost = await sampler.run_once()
+    assert not lost.source_up and lost.samples == {}
+    assert lost.errors[("sample", "connection_lost")] == 1  # the first GPU notices; the rest wait to reconnect
+    assert lost.errors[("sample", "disconnected")] == 7
+    assert engine.calls["connect"] == connects + 1  # one immediate reconnect attempt, which failed
+
+    engine.start()
+    waiting = await sampler.run_once()  # inside the 1 s backoff: no new attempt yet
+    assert not waiting.source_up and engine.calls["connect"] == connects + 1
+    assert waiting.errors[("sample", "disconnected")] == 15
+
+    clock.t += 1.5
+    back = await sampler.run_once()
+    assert back.source_up
+    assert engine.calls["connect"] == connects + 2
+    assert engine.calls["watch"] > watches_before  # groups and watches re-created on the new connection
+    assert back.samples[1].get(Entity(1, 1), Field.MEMORY_USED) is not None
+    clock.t += 1.5
+    resumed = await sampler.run_once()
+    assert resumed.samples[1].get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) is not None
+
+
+async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
+    source: DcgmSource, engine: Any, dgx: Simulator, clock: Clock
+) -> None:
+    """A re-partition renumbers DCGM's entities; the source re-maps them and values land on the right slices."""
+    sampler = Sampler(source, clock=clock)
+    await sampler.run_once()
+    two_halves = dgx.scenario.gpus[1].instances  # 3g.40gb + 3g.40gb
+    engine.repartition(0, two_halves)
+    clock.t += 1.5
+    snapshot = await sampler.run_once()
+    assert snapshot.source_up
+    assert [i.profile for i in snapshot.topology.gpus[0].instances] == ["3g.40gb", "3g.40gb"]
+    assert Entity(0, 7) not in snapshot.samples[0].values  # the old 1g instances are gone
+    assert len(engine._groups) == 2 and len(engine._field_groups) == 2  # the old ones were destroyed
+    assert "<td>?</td>" in layout_fragment(layout(snapshot, ActivityWindow(), "dcgm"))  # placement unknown
+    clock.t += 1.5
+    snapshot = await sampler.run_once()
+    t_update = T0 + 3.0  # the re-created watch ticks from the discovery at T0 + 1.5
+    for gpu in (0, 2, 6):
+        truth = dgx.sample(gpu, t_update)
+        for entity, fields in truth.values.items():
+            got = snapshot.samples[gpu].values[entity]
+            assert got[Field.GR_ENGINE_ACTIVE if entity.gi is not None else Field.POWER] == pytest.approx(
+                fields[Field.GR_ENGINE_ACTIVE if entity.gi is not None else Field.POWER]
+            ), entity
+
+
+async def test_dcgm_embedded_engine(engine: Any, clock: Clock, dgx: Simulator) -> None:
+    """`--dcgm-host embedded` starts an engine in-process and discovers the same node."""
+    source = DcgmSource(fake_bindings(), host="embedded", monotonic=clock)
+    source.start()
+    assert engine.calls["start_embedded"] == 1
+    assert await source.discover() == expected_topology(dgx)
+    await source.close()
+
+
+async def test_dcgm_close_removes_groups_and_disconnects(source: DcgmSource, engine: Any) -> None:
+    """Closing the source destroys its groups and field groups and hangs up."""
+    await source.discover()
+    assert engine._groups and engine._field_groups
+    await source.close()
+    assert not engine._groups and not engine._field_groups and not engine._handles
+
+
+def test_dcgm_missing_bindings_names_the_flag(tmp_path: Any) -> None:
+    """A --dcgm-bindings directory without the bindings is refused with a one-line fix."""
+    message = r"--dcgm-bindings / MIG_EXPORTER_DCGM_BINDINGS .*: no DCGM Python bindings there"
+    with pytest.raises(SourceUnavailableError, match=message):
+        load_bindings(str(tmp_path), environ={})
+    with pytest.raises(SourceUnavailableError, match="MIG_EXPORTER_DCGM_BINDINGS"):
+        load_bindings(None, environ={"MIG_EXPORTER_DCGM_BINDINGS": str(tmp_path)})
+
+
+def test_dcgm_unreachable_engine_says_how_to_point_at_it(engine: Any) -> None:
+    """No host engine at the address: the error names it and suggests --dcgm-host or embedded."""
+    with pytest.raises(SourceUnavailableError) as info:
+        open_dcgm(str(FAKE_DCGM_DIR), "localhost:5599", 1.0)
+    message = str(info.value)
+    assert "cannot connect to the DCGM host engine at localhost:5599" in message
+    assert "--dcgm-host embedded" in message and "\n" not in message
+
+
+def test_dcgm_missing_library_is_named(engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bindings present but libdcgm.so.4 missing: the error names the library and how to install it."""
+    monkeypatch.setenv("FAKE_DCGM_NO_LIBRARY", "1")
+    with pytest.raises(SourceUnavailableError, match=r"libdcgm\.so\.4 could not be loaded"):
+        open_dcgm(str(FAKE_DCGM_DIR), "localhost:5555", 1.0)
