@@ -26,12 +26,19 @@ def _synthetic(options: SourceOptions) -> Source:
         raise SourceUnavailableError(str(exc)) from None
 
 
+def _nvml(options: SourceOptions) -> Source:
+    from exporter.sources.nvml import NvmlSource, load_pynvml
+
+    return NvmlSource(load_pynvml())
+
+
 FACTORIES: dict[str, Callable[[SourceOptions], Source]] = {
     "synthetic": _synthetic,
+    "nvml": _nvml,
 }
 
 # `auto` tries these in order; the first that loads wins.
-AUTO_ORDER: tuple[str, ...] = ()
+AUTO_ORDER: tuple[str, ...] = ("nvml",)
 
 SOURCE_CHOICES = ("auto", "dcgm", "nvml", "synthetic")
 
