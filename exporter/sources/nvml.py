@@ -221,8 +221,11 @@ class NvmlSource:
         for index, result in zip(indexes, results, strict=True):
             if isinstance(result, _GpuHandles):
                 handles[index] = result
-            elif isinstance(result, GpuError) and result.reason == "hung" and index in self._handles:
-                handles[index] = self._handles[index]  # keep the last layout; sampling reports it hung
+            elif isinstance(result, GpuError) and index in self._handles:
+                # Keep the GPU (lost, hung, failing) with its last layout: its sampling then fails
+                # and is counted each cycle, and its series stay marked stale instead of vanishing.
+                log.warning("discovery of GPU %d failed, keeping its last layout: %s", index, result)
+                handles[index] = self._handles[index]
             elif isinstance(result, GpuError):
                 log.warning("discovery left out GPU %d: %s", index, result)
             elif isinstance(result, BaseException):

@@ -339,6 +339,7 @@ class _Driver:
     hung: dict[int, threading.Event] = field(default_factory=dict)
     metric_errors: dict[int, int] = field(default_factory=dict)  # GPM metric ID -> nvmlReturn to report
     calls: Counter[str] = field(default_factory=Counter)
+    waiting: Counter[int] = field(default_factory=Counter)  # GPU index -> calls blocked on its hang now
     initialized: int = 0
     handles: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # address -> (kind, gpu, slot or gi)
     buffers: dict[tuple[str, int, int], Any] = field(default_factory=dict)
@@ -458,8 +459,13 @@ def _api(fn: F) -> F:
             gpu = args[0]
         if gpu is not None:
             event = d.hung.get(gpu)
-            if event is not None and not event.wait(HANG_LIMIT_SECONDS):
-                raise NVMLError(NVML_ERROR_TIMEOUT)
+            if event is not None:
+                d.waiting[gpu] += 1
+                try:
+                    if not event.wait(HANG_LIMIT_SECONDS):
+                        raise NVMLError(NVML_ERROR_TIMEOUT)
+                finally:
+                    d.waiting[gpu] -= 1
             if gpu in d.lost:
                 raise NVMLError(NVML_ERROR_GPU_IS_LOST)
         return fn(*args, **kwargs)
