@@ -248,7 +248,7 @@ async def test_nvml_gpu_lost_mid_run_isolates_that_gpu(fake: ModuleType, source:
 
 
 async def test_nvml_hung_call_marks_only_that_gpu_stale(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
-    """A call that never returns makes its GPU stale after the deadline, without new threads; it recovers when released."""
+    """A call that never returns makes its GPU stale after the deadline, with no new threads; released, it recovers."""
     sampler = await warm_sampler(source, clock, deadline=0.5)
     release = fake.hang_gpu(5)
     try:
@@ -312,7 +312,7 @@ async def test_nvml_repartition_mid_run_shows_new_layout(
 async def test_nvml_repartition_reusing_ids_is_still_detected(
     fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
 ) -> None:
-    """A new layout whose slots hold other instances is caught through the MIG handles, not served from stale handles."""
+    """A layout whose MIG slots now hold other instances is caught through the handles, not read through them."""
     sampler = await warm_sampler(source, clock)
     layout = parse("gpus:\n  - instances:\n      - {profile: 7g.80gb, gi: 3, activity: 0.4}\n")
     dgx.repartition(0, layout.gpus[0].instances)
