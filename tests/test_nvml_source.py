@@ -17,7 +17,7 @@ from exporter.sources.nvml import UNKNOWN_PLACEMENT, NvmlSource
 from exporter.sources.synthetic.scenario import parse
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
-from tests.support.nvml import load_fake_pynvml
+from tests.support.nvml import SimulatedLibrary, load_fake_pynvml
 
 # The fake's GPM ratios are means over the window between two readings (1 s here); the truth
 # is the simulator's value at the window's end, so patterned workloads may differ slightly.
@@ -50,10 +50,20 @@ def fake(dgx: Simulator, clock: Clock) -> Iterator[ModuleType]:
     module.release_all()
 
 
+@pytest.fixture(params=["fake", "real"])
+def library(request: pytest.FixtureRequest, fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The `pynvml` the source is given: the fake itself, or the real nvidia-ml-py over the simulated C library."""
+    if request.param == "fake":
+        return fake
+    real = pytest.importorskip("pynvml")
+    SimulatedLibrary(fake).attach(real, monkeypatch)
+    return real
+
+
 @pytest.fixture
-async def source(fake: ModuleType, clock: Clock) -> AsyncIterator[NvmlSource]:
-    """An NVML source over the fake, closed after the test."""
-    src = NvmlSource(fake, clock=clock)
+async def source(library: ModuleType, clock: Clock) -> AsyncIterator[NvmlSource]:
+    """An NVML source over `library`, closed after the test."""
+    src = NvmlSource(library, clock=clock)
     yield src
     await src.close()
 

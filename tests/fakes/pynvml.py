@@ -436,7 +436,7 @@ def _gpu_of(args: tuple[Any, ...]) -> int | None:
     if not args:
         return None
     first = args[0]
-    if isinstance(first, c_nvmlGpmMetricsGet_t):
+    if hasattr(first, "sample1"):  # an nvmlGpmMetricsGet struct (this module's or nvidia-ml-py's)
         sample = driver().samples.get(_address(first.sample1))
         return sample.entity[0] if sample and sample.entity else None
     if isinstance(first, int):
