@@ -332,6 +332,22 @@ async def test_nvml_repartition_reusing_ids_is_still_detected(
     assert snapshot.topology == dgx.topology()
 
 
+@pytest.mark.parametrize("stale_handle", ["NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"])
+async def test_nvml_destroyed_instance_triggers_rediscovery(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock, stale_handle: str
+) -> None:
+    """A destroyed GPU instance, whose MIG handle now fails (NotFound or InvalidArgument), goes in the next cycle."""
+    fake.driver().empty_slot_error = getattr(fake, stale_handle)
+    sampler = await warm_sampler(source, clock)
+    dgx.repartition(1, dgx.scenario.gpus[1].instances[1:])  # nvidia-smi mig -dci -dgi on GI 1 (slot 0)
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.errors[("sample", "not_found")] == 1
+    assert [i.gi for i in snapshot.topology.gpus[1].instances] == [2]
+    assert snapshot.topology == dgx.topology()
+    assert snapshot.stale_gpus == frozenset()
+
+
 def test_nvml_without_pynvml_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without nvidia-ml-py installed, opening the NVML source fails with one line naming the package."""
     monkeypatch.setitem(__import__("sys").modules, "pynvml", None)

@@ -436,7 +436,13 @@ class NvmlSource:
     def _verify_devices(self, h: _GpuHandles) -> None:
         """Raise TopologyChangedError when a MIG handle's slot now holds another instance (or none)."""
         for device in h.devices:
-            uuid = _text(self._nvml.nvmlDeviceGetUUID(device.handle))  # NotFound when the slot is empty
+            try:
+                uuid = _text(self._nvml.nvmlDeviceGetUUID(device.handle))
+            except self._nvml.NVMLError as exc:
+                # An emptied slot: NotFound, or InvalidArgument for a handle the driver no longer knows.
+                if int(exc.value) in (NVML_ERROR_NOT_FOUND, NVML_ERROR_INVALID_ARGUMENT):
+                    raise TopologyChangedError(f"GPU {h.gpu.index}: GI {device.gi} CI {device.ci} is gone") from None
+                raise
             if uuid != device.uuid:
                 raise TopologyChangedError(f"GPU {h.gpu.index}: GI {device.gi} CI {device.ci} was re-partitioned")
 

@@ -338,6 +338,7 @@ class _Driver:
     lost: set[int] = field(default_factory=set)
     hung: dict[int, threading.Event] = field(default_factory=dict)
     metric_errors: dict[int, int] = field(default_factory=dict)  # GPM metric ID -> nvmlReturn to report
+    empty_slot_error: int = NVML_ERROR_NOT_FOUND  # what a MIG handle to an emptied slot raises
     calls: Counter[str] = field(default_factory=Counter)
     waiting: Counter[int] = field(default_factory=Counter)  # GPU index -> calls blocked on its hang now
     initialized: int = 0
@@ -501,7 +502,7 @@ def _mig(handle: Any) -> tuple[int, Any, Any]:
         raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
     found = _slots(gpu).get(slot)
     if found is None:
-        raise NVMLError(NVML_ERROR_NOT_FOUND)
+        raise NVMLError(driver().empty_slot_error)
     return gpu, found[0], found[1]
 
 
