@@ -209,12 +209,10 @@ class NvmlSource:
     # -- discovery ----------------------------------------------------------------------------
 
     async def discover(self) -> Topology:
-        nvml = self._nvml
-        count: int = await asyncio.to_thread(nvml.nvmlDeviceGetCount)
-        driver = await asyncio.to_thread(nvml.nvmlSystemGetDriverVersion)
+        count, driver = await asyncio.to_thread(self._system)
         indexes = range(count)
         results = await asyncio.gather(
-            *(self._on_gpu(i, partial(self._discover_gpu, i, _text(driver))) for i in indexes),
+            *(self._on_gpu(i, partial(self._discover_gpu, i, driver)) for i in indexes),
             return_exceptions=True,
         )
         handles: dict[int, _GpuHandles] = {}
@@ -232,6 +230,14 @@ class NvmlSource:
                 raise result
         self._handles = handles
         return Topology(tuple(h.gpu for h in handles.values()))
+
+    def _system(self) -> tuple[int, str]:
+        """GPU count and driver version, in a worker thread."""
+        nvml = self._nvml
+        try:
+            return int(nvml.nvmlDeviceGetCount()), _text(nvml.nvmlSystemGetDriverVersion())
+        except nvml.NVMLError as exc:
+            raise GpuError(f"NVML: {exc}", reason=error_reason(int(exc.value))) from None
 
     def _discover_gpu(self, index: int, driver: str) -> _GpuHandles:
         """Everything about one GPU, in its worker thread."""
