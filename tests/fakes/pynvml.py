@@ -146,12 +146,6 @@ _ERROR_STRINGS = {
 }
 
 
-def nvmlExceptionClass(nvmlErrorCode: int) -> type[NVMLError]:
-    if nvmlErrorCode not in NVMLError._valClassMapping:
-        raise ValueError(f"nvmlErrorCode {nvmlErrorCode} is not valid")
-    return NVMLError._valClassMapping[nvmlErrorCode]
-
-
 def _extract_error_classes() -> None:
     """NVML_ERROR_GPU_IS_LOST -> NVMLError_GpuIsLost, as nvidia-ml-py generates them."""
     namespace = globals()
@@ -357,12 +351,6 @@ def install(simulator: Any, clock: Callable[[], float] = time.time, privileged: 
     global _driver
     _driver = _Driver(simulator=simulator, clock=clock, privileged=privileged)
     return _driver
-
-
-def uninstall() -> None:
-    """Forget the simulator: nvmlInit then fails as on a machine without the driver."""
-    global _driver
-    _driver = None
 
 
 def driver() -> _Driver:
@@ -596,12 +584,6 @@ def nvmlDeviceGetMigDeviceHandleByIndex(device: Any, index: int) -> Any:
 @_api
 def nvmlDeviceIsMigDeviceHandle(device: Any) -> c_uint:
     return c_uint(1 if _resolve(device)[0] == "mig" else 0)
-
-
-@_api
-def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(migDevice: Any) -> Any:
-    gpu, _, _ = _mig(migDevice)
-    return _handle("gpu", gpu, 0, c_nvmlDevice_t)
 
 
 @_api
@@ -876,8 +858,6 @@ def _install_from_environment() -> None:
     from exporter.sources.synthetic.simulator import Simulator
 
     install(Simulator(load(scenario)))
-    if os.environ.get("FAKE_PYNVML_UNPRIVILEGED"):
-        driver().privileged = False
 
 
 _install_from_environment()
