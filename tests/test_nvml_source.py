@@ -240,17 +240,22 @@ async def warm_sampler(source: NvmlSource, clock: Clock, deadline: float = 5.0) 
     return sampler
 
 
-async def test_nvml_gpu_lost_mid_run_isolates_that_gpu(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
-    """A GPU that falls off the bus is marked stale and counted as gpu_lost each cycle; the others keep reporting."""
+@pytest.mark.parametrize(
+    ("error", "reason"), [("NVML_ERROR_GPU_IS_LOST", "gpu_lost"), ("NVML_ERROR_UNKNOWN", "unknown")]
+)
+async def test_nvml_gpu_lost_mid_run_isolates_that_gpu(
+    fake: ModuleType, source: NvmlSource, clock: Clock, error: str, reason: str
+) -> None:
+    """A GPU that falls off the bus (or fails) is marked stale and counted with its reason; the others report on."""
     sampler = await warm_sampler(source, clock)
-    fake.lose_gpu(2)
+    fake.fail_gpu(2, getattr(fake, error))
     for cycle in (1, 2):
         clock.now += 1.0
         snapshot = await sampler.run_once()
         assert snapshot.stale_gpus == {2}
         assert not snapshot.source_up
         assert 2 not in snapshot.samples
-        assert snapshot.errors[("sample", "gpu_lost")] == cycle
+        assert snapshot.errors[("sample", reason)] == cycle
         assert sorted(snapshot.samples) == [0, 1, 3, 4, 5, 6, 7]
         assert snapshot.samples[3].get(Entity(3, 1), Field.GR_ENGINE_ACTIVE) is not None
     assert await sampler._discover()  # discovery keeps the lost GPU, so it stays visible as stale

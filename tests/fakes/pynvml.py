@@ -329,7 +329,7 @@ class _Driver:
     privileged: bool = True
     models: dict[int, str] = field(default_factory=dict)  # GPU index -> model name override
     no_gpm: set[int] = field(default_factory=set)
-    lost: set[int] = field(default_factory=set)
+    failing: dict[int, int] = field(default_factory=dict)  # GPU index -> error code of every call on it
     hung: dict[int, threading.Event] = field(default_factory=dict)
     metric_errors: dict[int, int] = field(default_factory=dict)  # GPM metric ID -> nvmlReturn to report
     empty_slot_error: int = NVML_ERROR_NOT_FOUND  # what a MIG handle to an emptied slot raises
@@ -367,9 +367,9 @@ def set_model(gpu: int, model: str, gpm: bool) -> None:
     (d.no_gpm.discard if gpm else d.no_gpm.add)(gpu)
 
 
-def lose_gpu(gpu: int) -> None:
-    """Every call on this GPU from now on raises GpuIsLost, as after an Xid 79."""
-    driver().lost.add(gpu)
+def fail_gpu(gpu: int, code: int = NVML_ERROR_GPU_IS_LOST) -> None:
+    """Every call on this GPU from now on fails with `code` (GpuIsLost by default, as after an Xid 79)."""
+    driver().failing[gpu] = code
 
 
 def hang_gpu(gpu: int) -> threading.Event:
@@ -435,7 +435,7 @@ def _gpu_of(args: tuple[Any, ...]) -> int | None:
 
 
 def _api(fn: F) -> F:
-    """Count the call, refuse it before nvmlInit, and apply lost/hung faults of the GPU it names."""
+    """Count the call, refuse it before nvmlInit, and apply failing/hung faults of the GPU it names."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -455,8 +455,8 @@ def _api(fn: F) -> F:
                         raise NVMLError(NVML_ERROR_TIMEOUT)
                 finally:
                     d.waiting[gpu] -= 1
-            if gpu in d.lost:
-                raise NVMLError(NVML_ERROR_GPU_IS_LOST)
+            if gpu in d.failing:
+                raise NVMLError(d.failing[gpu])
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
