@@ -188,6 +188,24 @@ async def test_nvml_unprivileged_degrades_to_mig_handles(
         assert samples[index].unsupported == {}
 
 
+async def test_nvml_unprivileged_on_a_board_missing_from_the_catalog(
+    fake: ModuleType, source: NvmlSource, clock: Clock
+) -> None:
+    """An unknown model without GI privileges still gets profile names, slices and memory from the MIG devices."""
+    fake.driver().privileged = False
+    fake.set_model(1, "NVIDIA Future GPU", gpm=True)
+    fake.set_model(6, "NVIDIA Future GPU", gpm=True)
+    topology, samples = await two_cycles(source, clock)
+    gpu1 = topology.gpus[1]
+    assert gpu1.board is None and gpu1.memory_total_bytes == sum(i.memory_total_bytes for i in gpu1.instances)
+    assert [(i.profile, i.profile_id, i.compute_slices, i.memory_slices) for i in gpu1.instances] == [
+        ("3g.40gb", -1, 3, 4),
+        ("3g.40gb", -1, 3, 4),
+    ]
+    assert [i.profile for i in topology.gpus[6].instances] == ["2g.20gb", "2g.20gb", "1g.10gb+me", "1g.10gb", "1g.10gb"]
+    assert samples[1].get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.7, abs=ACTIVITY_TOLERANCE)
+
+
 async def test_nvml_a100_without_gpm_reports_why_activity_is_absent(
     fake: ModuleType, source: NvmlSource, clock: Clock
 ) -> None:

@@ -96,6 +96,9 @@ _PROFILE_PREFIX = "MIG "
 
 UNKNOWN_PLACEMENT = -1
 
+# Memory slices of the usual GPU-instance profile with this many compute slices (1g.*, 2g, 3g, 4g, 7g).
+_MEMORY_SLICES_BY_COMPUTE = {1: 1, 2: 2, 3: 4, 4: 4, 7: 8}
+
 
 def error_reason(code: int) -> str:
     """The `reason` label for an NVML return code."""
@@ -576,21 +579,24 @@ def _derive_profile(attributes: Any, memory: int, board: Board | None, gpu_total
 
     The unprivileged fallback: matches the board's catalog by compute slices and memory, telling
     the `+me` profile by its optical-flow engine. On a board the catalog lacks, the name is built
-    from the slice count and memory rounded up to whole GB, and the ID is unknown (-1).
+    from the slice count and memory rounded up to whole GB, the ID is unknown (-1), and the memory
+    slices come from the GPU's memory when readable, else from the usual share of a profile with
+    that many compute slices.
     """
     compute = int(attributes.gpuInstanceSliceCount)
     gib = memory / 1024**3
-    if board is not None:
-        candidates = [p for p in board.profiles if p.compute_slices == compute]
-        if candidates:
-            closest = min(abs(p.memory_gib - gib) for p in candidates)
-            same = [p for p in candidates if abs(p.memory_gib - gib) == closest]
-            media = int(attributes.sharedOfaCount) > 0 and compute < COMPUTE_SLICES
-            chosen = next((p for p in same if p.is_media_extension == media), same[0])
-            return chosen.name, chosen.id, chosen.memory_slices
-    total = gpu_total or (board.memory_gib * 1024**3 if board else 0)
-    slices = max(1, round(memory * MEMORY_SLICES / total)) if total else 0
-    return f"{compute}g.{math.ceil(gib)}gb", -1, slices
+    media = int(attributes.sharedOfaCount) > 0 and compute < COMPUTE_SLICES
+    candidates = [p for p in board.profiles if p.compute_slices == compute] if board else []
+    if candidates:
+        closest = min(abs(p.memory_gib - gib) for p in candidates)
+        same = [p for p in candidates if abs(p.memory_gib - gib) == closest]
+        chosen = next((p for p in same if p.is_media_extension == media), same[0])
+        return chosen.name, chosen.id, chosen.memory_slices
+    if gpu_total:
+        slices = max(1, round(memory * MEMORY_SLICES / gpu_total))
+    else:
+        slices = _MEMORY_SLICES_BY_COMPUTE.get(compute, compute)
+    return f"{compute}g.{math.ceil(gib)}gb{'+me' if media else ''}", -1, slices
 
 
 def _ci_profile_name(ci_slices: int, gi_slices: int, gi_profile: str) -> str:
