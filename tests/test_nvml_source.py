@@ -248,6 +248,28 @@ async def test_nvml_per_metric_error_drops_only_that_field(fake: ModuleType, sou
     assert sample.get(Entity(1, 1), Field.SM_ACTIVE) is not None
 
 
+async def test_nvml_driver_without_memory_v2_falls_back_to_v1(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+) -> None:
+    """On a driver without nvmlDeviceGetMemoryInfo_v2, memory is read through v1 (used then includes reserved)."""
+    fake.driver().memory_v2 = False
+    _, samples = await two_cycles(source, clock)
+    assert samples[1].get(Entity(1, 1), Field.MEMORY_USED) == dgx.gi_memory_used(1, 1, clock.now)
+    whole = samples[7].get(Entity(7), Field.MEMORY_USED)
+    assert whole == dgx.gpu_memory_used(7, clock.now) + fake.PARENT_RESERVED_BYTES
+
+
+async def test_nvml_without_per_instance_gpm_keeps_the_rest(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+    """When GPU-instance GPM is not supported, GPU instances lack ratios but compute instances and memory remain."""
+    fake.driver().gpm_mig = False
+    _, samples = await two_cycles(source, clock)
+    sample = samples[4]
+    assert sample.get(Entity(4, 1), Field.GR_ENGINE_ACTIVE) is None
+    assert sample.get(Entity(4, 1), Field.MEMORY_USED) is not None
+    assert sample.get(Entity(4, 1, 0), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.9, abs=ACTIVITY_TOLERANCE)
+    assert sample.unsupported == {}
+
+
 async def warm_sampler(source: NvmlSource, clock: Clock, deadline: float = 5.0) -> Sampler:
     """A sampler that has run two cycles, so every GPU has activity."""
     sampler = Sampler(source, interval=1.0, discovery_interval=3600.0, deadline=deadline)

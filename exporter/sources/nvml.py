@@ -69,6 +69,10 @@ NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_FUNCTION_NOT_FOUND = 13
+NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25
+
+# A read that fails with one of these is unavailable here (reported absent, with the reason), not a GPU failure.
+_UNAVAILABLE = (NVML_ERROR_NO_PERMISSION, NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_FUNCTION_NOT_FOUND)
 
 # The `reason` label for the NVML errors an operator can act on; others get a name derived from the code.
 _REASONS = {
@@ -172,6 +176,7 @@ class NvmlSource:
         self._gpm: dict[int, dict[Entity, _GpmBuffers]] = {}  # per GPU; touched only by that GPU's call
         self._metrics_get: dict[int, Any] = {}  # one nvmlGpmMetricsGet struct per GPU, reused
         self._closed = False
+        self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -293,15 +298,24 @@ class NvmlSource:
             raise
 
     def _memory(self, handle: Any) -> Any:
-        """Memory info v2, whose `used` excludes the driver's reserved memory (v1's includes it)."""
-        return self._nvml.nvmlDeviceGetMemoryInfo(handle, version=self._nvml.nvmlMemory_v2)
+        """Memory info v2, whose `used` excludes the driver's reserved memory; v1 on drivers without v2."""
+        nvml = self._nvml
+        if not self._memory_v1:
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(handle, version=nvml.nvmlMemory_v2)
+            except nvml.NVMLError as exc:
+                if int(exc.value) not in (NVML_ERROR_FUNCTION_NOT_FOUND, NVML_ERROR_ARGUMENT_VERSION_MISMATCH):
+                    raise
+                log.info("this driver has no nvmlDeviceGetMemoryInfo_v2; memory used includes reserved memory")
+                self._memory_v1 = True
+        return nvml.nvmlDeviceGetMemoryInfo(handle)
 
     def _optional(self, read: Callable[[], T]) -> T | None:
         """`read()`, or None when NVML refuses it for lack of privileges or support."""
         try:
             return read()
         except self._nvml.NVMLError as exc:
-            if int(exc.value) in (NVML_ERROR_NO_PERMISSION, NVML_ERROR_NOT_SUPPORTED):
+            if int(exc.value) in _UNAVAILABLE:
                 return None
             raise
 
@@ -509,7 +523,13 @@ class NvmlSource:
         if buffers.taken_at is not None and now - buffers.taken_at < GPM_MIN_INTERVAL:
             return dict(buffers.last)  # too soon for a new reading: NVML needs 100 ms between samples
         previous, current = buffers.samples
-        read.take(current)
+        try:
+            read.take(current)
+        except nvml.NVMLError as exc:
+            if int(exc.value) not in _UNAVAILABLE:
+                raise
+            failures.update(dict.fromkeys(ACTIVITY_FIELDS, error_reason(int(exc.value))))
+            return {}  # this entity has no GPM reading (e.g. no per-GPU-instance GPM on this driver)
         had_previous = buffers.taken_at is not None
         buffers.samples = [current, previous]
         buffers.taken_at = now

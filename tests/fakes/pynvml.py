@@ -333,6 +333,8 @@ class _Driver:
     hung: dict[int, threading.Event] = field(default_factory=dict)
     metric_errors: dict[int, int] = field(default_factory=dict)  # GPM metric ID -> nvmlReturn to report
     empty_slot_error: int = NVML_ERROR_NOT_FOUND  # what a MIG handle to an emptied slot raises
+    memory_v2: bool = True  # False: a driver without nvmlDeviceGetMemoryInfo_v2
+    gpm_mig: bool = True  # False: a driver without per-GPU-instance GPM (nvmlGpmMigSampleGet)
     calls: Counter[str] = field(default_factory=Counter)
     waiting: Counter[int] = field(default_factory=Counter)  # GPU index -> calls blocked on its hang now
     initialized: int = 0
@@ -646,6 +648,8 @@ def nvmlDeviceGetMemoryInfo(handle: Any, version: Any = None) -> Any:
     free = max(total - reserved - used, 0)
     if not version:
         return c_nvmlMemory_t(total=total, free=free, used=used + reserved)
+    if not d.memory_v2:
+        raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
     if version != nvmlMemory_v2:
         raise NVMLError(NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
     return c_nvmlMemory_v2_t(version=version, total=total, reserved=reserved, free=free, used=used)
@@ -798,6 +802,8 @@ def nvmlGpmSampleGet(device: Any, gpmSample: Any) -> Any:
 @_api
 def nvmlGpmMigSampleGet(device: Any, gpuInstanceId: int, gpmSample: Any) -> Any:
     gpu = _parent(device)
+    if not driver().gpm_mig:
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
     if _topology_gpu(gpu).instance(gpuInstanceId) is None:
         raise NVMLError(NVML_ERROR_NOT_FOUND)
     return _take(gpmSample, (gpu, gpuInstanceId, None))
