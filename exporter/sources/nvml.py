@@ -8,8 +8,8 @@ threads) and the GPU is reported as hung.
 
 Handles are resolved again on every discovery: a MIG device handle names a slot, and after a
 re-partition the same slot can hold another instance. Each cycle checks every MIG handle's
-UUID against the one discovered; a mismatch or a NotFound raises TopologyChangedError, so
-the sampler re-discovers at once.
+UUID against the one discovered; a mismatch or an emptied slot raises TopologyChangedError,
+so the sampler re-discovers at once.
 
 GPM ratios need two readings: each GPU instance and compute instance owns two GPM sample
 buffers, allocated on first use and reused, and the ratios are computed between the
@@ -47,8 +47,6 @@ from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChan
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-MIB = 1024**2
 
 # GPM metric IDs (nvml.h nvmlGpmMetricId_t); values are percentages 0..100.
 GPM_METRICS: tuple[tuple[Field, int], ...] = (
