@@ -261,13 +261,25 @@ async def test_nvml_driver_without_memory_v2_falls_back_to_v1(
 
 async def test_nvml_without_per_instance_gpm_keeps_the_rest(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
     """When GPU-instance GPM is not supported, GPU instances lack ratios but compute instances and memory remain."""
-    fake.driver().gpm_mig = False
+    fake.driver().refused["nvmlGpmMigSampleGet"] = fake.NVML_ERROR_NOT_SUPPORTED
     _, samples = await two_cycles(source, clock)
     sample = samples[4]
     assert sample.get(Entity(4, 1), Field.GR_ENGINE_ACTIVE) is None
     assert sample.get(Entity(4, 1), Field.MEMORY_USED) is not None
     assert sample.get(Entity(4, 1, 0), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.9, abs=ACTIVITY_TOLERANCE)
     assert sample.unsupported == {}
+
+
+async def test_nvml_refused_power_and_temperature_are_absent_with_reason(
+    fake: ModuleType, source: NvmlSource, clock: Clock
+) -> None:
+    """Power the driver does not support and temperature it does not offer are absent, each with its reason."""
+    fake.driver().refused["nvmlDeviceGetPowerUsage"] = fake.NVML_ERROR_NOT_SUPPORTED
+    fake.driver().refused["nvmlDeviceGetTemperature"] = fake.NVML_ERROR_FUNCTION_NOT_FOUND
+    _, samples = await two_cycles(source, clock)
+    assert samples[0].unsupported == {Field.POWER: "not_supported", Field.TEMPERATURE: "function_not_found"}
+    assert samples[0].get(Entity(0), Field.POWER) is None
+    assert samples[0].get(Entity(0), Field.MEMORY_USED) is not None
 
 
 async def warm_sampler(source: NvmlSource, clock: Clock, deadline: float = 5.0) -> Sampler:

@@ -426,16 +426,15 @@ class NvmlSource:
         values[Entity(index)] = gpu_values
         with self._errors(index):
             self._verify_devices(h)
-            power = self._optional(lambda: nvml.nvmlDeviceGetPowerUsage(h.handle))
-            if power is None:
-                unsupported[Field.POWER] = "not_supported"
-            else:
-                gpu_values[Field.POWER] = power / 1000.0  # milliwatts
-            temperature = self._optional(lambda: nvml.nvmlDeviceGetTemperature(h.handle, nvml.NVML_TEMPERATURE_GPU))
-            if temperature is None:
-                unsupported[Field.TEMPERATURE] = "not_supported"
-            else:
-                gpu_values[Field.TEMPERATURE] = float(temperature)
+            self._read_field(
+                Field.POWER, lambda: nvml.nvmlDeviceGetPowerUsage(h.handle) / 1000.0, gpu_values, unsupported
+            )
+            self._read_field(
+                Field.TEMPERATURE,
+                lambda: nvml.nvmlDeviceGetTemperature(h.handle, nvml.NVML_TEMPERATURE_GPU),
+                gpu_values,
+                unsupported,
+            )
             used = 0.0
             for inst, device in self._first_devices(h):
                 memory = self._memory(device.handle)
@@ -453,6 +452,17 @@ class NvmlSource:
             else:
                 unsupported.update(dict.fromkeys(ACTIVITY_FIELDS, "no_gpm"))
         return GpuSample(gpu=index, values=values, unsupported=unsupported)
+
+    def _read_field(
+        self, fld: Field, read: Callable[[], float], values: dict[Field, float], unsupported: dict[Field, str]
+    ) -> None:
+        """Store `read()` under `fld`, or the reason the driver gives for not having it."""
+        try:
+            values[fld] = float(read())
+        except self._nvml.NVMLError as exc:
+            if int(exc.value) not in _UNAVAILABLE:
+                raise
+            unsupported[fld] = error_reason(int(exc.value))
 
     def _verify_devices(self, h: _GpuHandles) -> None:
         """Raise TopologyChangedError when a MIG handle's slot now holds another instance (or none)."""

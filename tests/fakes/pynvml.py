@@ -334,7 +334,7 @@ class _Driver:
     metric_errors: dict[int, int] = field(default_factory=dict)  # GPM metric ID -> nvmlReturn to report
     empty_slot_error: int = NVML_ERROR_NOT_FOUND  # what a MIG handle to an emptied slot raises
     memory_v2: bool = True  # False: a driver without nvmlDeviceGetMemoryInfo_v2
-    gpm_mig: bool = True  # False: a driver without per-GPU-instance GPM (nvmlGpmMigSampleGet)
+    refused: dict[str, int] = field(default_factory=dict)  # function name -> error every call to it returns
     calls: Counter[str] = field(default_factory=Counter)
     waiting: Counter[int] = field(default_factory=Counter)  # GPU index -> calls blocked on its hang now
     initialized: int = 0
@@ -445,6 +445,8 @@ def _api(fn: F) -> F:
         if d is None or d.initialized == 0:
             raise NVMLError(NVML_ERROR_UNINITIALIZED)
         d.calls[fn.__name__] += 1
+        if fn.__name__ in d.refused:
+            raise NVMLError(d.refused[fn.__name__])
         gpu = _gpu_of(args)
         if fn.__name__ == "nvmlDeviceGetHandleByIndex":
             gpu = args[0]
@@ -802,8 +804,6 @@ def nvmlGpmSampleGet(device: Any, gpmSample: Any) -> Any:
 @_api
 def nvmlGpmMigSampleGet(device: Any, gpuInstanceId: int, gpmSample: Any) -> Any:
     gpu = _parent(device)
-    if not driver().gpm_mig:
-        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
     if _topology_gpu(gpu).instance(gpuInstanceId) is None:
         raise NVMLError(NVML_ERROR_NOT_FOUND)
     return _take(gpmSample, (gpu, gpuInstanceId, None))
