@@ -35,9 +35,16 @@ def _dcgm(options: SourceOptions) -> Source:
     return open_dcgm(options.dcgm_bindings, options.dcgm_host, options.interval)
 
 
+def _nvml(options: SourceOptions) -> Source:
+    from exporter.sources.nvml import NvmlSource, load_pynvml
+
+    return NvmlSource(load_pynvml())
+
+
 FACTORIES: dict[str, Callable[[SourceOptions], Source]] = {
     "synthetic": _synthetic,
     "dcgm": _dcgm,
+    "nvml": _nvml,
 }
 
 # `auto` tries these in order; the first that loads wins.

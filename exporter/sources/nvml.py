@@ -1,0 +1,631 @@
+"""The NVML source: MIG discovery through the unprivileged MIG-handle path, activity through GPM.
+
+The `pynvml` module (nvidia-ml-py) is a constructor parameter, so tests run this code over a
+fake module backed by the simulator. Every NVML call runs in a worker thread: one thread per
+GPU per discovery or sampling cycle, so a hung call blocks that GPU only. While a GPU's
+previous call has not returned, no new call is made on it (a hung driver cannot pile up
+threads) and the GPU is reported as hung.
+
+Handles are resolved again on every discovery: a MIG device handle names a slot, and after a
+re-partition the same slot can hold another instance. Each cycle checks every MIG handle's
+UUID against the one discovered; a mismatch or an emptied slot raises TopologyChangedError,
+so the sampler re-discovers at once.
+
+GPM ratios need two readings: each GPU instance and compute instance owns two GPM sample
+buffers, allocated on first use and reused, and the ratios are computed between the
+previous reading and this one. The first cycle after an instance appears has no ratios yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from types import ModuleType
+from typing import Any, TypeVar
+
+from exporter.mig.catalog import COMPUTE_SLICES, MEMORY_SLICES, Board, board_for_model
+from exporter.model import (
+    ACTIVITY_FIELDS,
+    ComputeInstance,
+    Entity,
+    Field,
+    Gpu,
+    GpuInstance,
+    GpuSample,
+    Topology,
+)
+from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# GPM metric IDs (nvml.h nvmlGpmMetricId_t); values are percentages 0..100.
+GPM_METRICS: tuple[tuple[Field, int], ...] = (
+    (Field.GR_ENGINE_ACTIVE, 1),  # NVML_GPM_METRIC_GRAPHICS_UTIL
+    (Field.SM_ACTIVE, 2),  # NVML_GPM_METRIC_SM_UTIL
+    (Field.SM_OCCUPANCY, 3),  # NVML_GPM_METRIC_SM_OCCUPANCY
+    (Field.TENSOR_ACTIVE, 5),  # NVML_GPM_METRIC_ANY_TENSOR_UTIL
+    (Field.DRAM_ACTIVE, 10),  # NVML_GPM_METRIC_DRAM_BW_UTIL
+)
+
+# NVML documents that two GPM samples must be at least 100 ms apart.
+GPM_MIN_INTERVAL = 0.1
+
+# nvmlReturn_t codes used here (stable across nvidia-ml-py releases).
+NVML_SUCCESS = 0
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
+NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25
+
+# A read that fails with one of these is unavailable here (reported absent, with the reason), not a GPU failure.
+_UNAVAILABLE = (NVML_ERROR_NO_PERMISSION, NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_FUNCTION_NOT_FOUND)
+
+# The `reason` label for the NVML errors an operator can act on; others get a name derived from the code.
+_REASONS = {
+    1: "uninitialized",
+    2: "invalid_argument",
+    3: "not_supported",
+    4: "no_permission",
+    6: "not_found",
+    9: "driver_not_loaded",
+    10: "timeout",
+    12: "library_not_found",
+    13: "function_not_found",
+    15: "gpu_lost",
+    16: "reset_required",
+    17: "operating_system",
+    18: "driver_version_mismatch",
+    20: "insufficient_memory",
+    21: "no_data",
+    28: "gpu_not_found",
+    999: "unknown",
+}
+
+# nvidia-smi names GPU-instance profiles "MIG 3g.40gb"; the metric labels carry "3g.40gb".
+_PROFILE_PREFIX = "MIG "
+
+# Memory slices of the usual GPU-instance profile with this many compute slices (1g.*, 2g, 3g, 4g, 7g).
+_MEMORY_SLICES_BY_COMPUTE = {1: 1, 2: 2, 3: 4, 4: 4, 7: 8}
+
+
+def error_reason(code: int) -> str:
+    """The `reason` label for an NVML return code."""
+    return _REASONS.get(code, f"nvml_error_{code}")
+
+
+def load_pynvml() -> ModuleType:
+    """Import nvidia-ml-py's `pynvml`; raise SourceUnavailableError when it is not installed."""
+    try:
+        return importlib.import_module("pynvml")
+    except ImportError as exc:
+        raise SourceUnavailableError(
+            f"NVML could not be loaded: the nvidia-ml-py package is not installed ({exc}); install mig-exporter[nvml]"
+        ) from None
+
+
+@dataclass
+class _GpmBuffers:
+    """Two GPM sample buffers of one entity, alternating as `previous` and `current`."""
+
+    samples: list[Any]
+    identity: object  # what the buffers were last read for; a change discards `previous`
+    taken_at: float | None = None  # monotonic time of the reading in samples[0]
+    last: dict[Field, float] = field(default_factory=dict)  # ratios from the last computation
+
+
+@dataclass(frozen=True)
+class _GpmRead:
+    """One GPM reading to take: for which entity, of what identity, and the NVML call that fills a buffer."""
+
+    entity: Entity
+    identity: object
+    take: Callable[[Any], object]
+
+
+@dataclass(frozen=True)
+class _MigDevice:
+    """A compute instance as discovered: its MIG device handle and UUID."""
+
+    gi: int
+    ci: int
+    handle: Any
+    uuid: str
+
+
+@dataclass(frozen=True)
+class _GpuHandles:
+    """What sampling one GPU needs, resolved at discovery; replaced whole on the next one."""
+
+    gpu: Gpu
+    handle: Any
+    gpm: bool
+    parent_memory: bool  # whether the parent handle's memory info is readable (privileged with MIG on)
+    devices: tuple[_MigDevice, ...]
+
+
+class NvmlSource:
+    """Reads MIG GPUs through NVML. `nvml` is the `pynvml` module (or a stand-in with its API)."""
+
+    name = "nvml"
+
+    def __init__(self, nvml: ModuleType, clock: Callable[[], float] = time.monotonic) -> None:
+        self._nvml = nvml
+        self._clock = clock
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
+            raise SourceUnavailableError(f"NVML could not be loaded: nvmlInit failed: {exc}") from None
+        self._handles: dict[int, _GpuHandles] = {}
+        self._busy: dict[int, object] = {}  # GPU index -> token of the call running on it
+        self._gpm: dict[int, dict[Entity, _GpmBuffers]] = {}  # per GPU; touched only by that GPU's call
+        self._metrics_get: dict[int, Any] = {}  # one nvmlGpmMetricsGet struct per GPU, reused
+        self._closed = False
+        self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
+
+    # -- threads ------------------------------------------------------------------------------
+
+    async def _on_gpu(self, index: int, fn: Callable[[], T]) -> T:
+        """Run `fn` (NVML calls on one GPU) in a thread; refuse while an earlier call on that GPU runs."""
+        if index in self._busy:
+            raise GpuError(f"GPU {index}: an earlier NVML call has not returned", reason="hung")
+        token = object()
+        self._busy[index] = token
+        started = threading.Event()
+
+        def run() -> T:
+            started.set()
+            try:
+                return fn()
+            finally:
+                if self._busy.get(index) is token:
+                    del self._busy[index]
+
+        try:
+            return await asyncio.to_thread(run)
+        except asyncio.CancelledError:
+            if not started.is_set() and self._busy.get(index) is token:
+                del self._busy[index]  # never started: the GPU is free again
+            raise
+
+    @contextmanager
+    def _errors(self, index: int) -> Iterator[None]:
+        """Turn NVML errors into the source's errors, naming the GPU."""
+        try:
+            yield
+        except self._nvml.NVMLError as exc:
+            code = int(exc.value)
+            if code == NVML_ERROR_NOT_FOUND:
+                raise TopologyChangedError(f"GPU {index}: a MIG device is gone ({exc})") from None
+            raise GpuError(f"GPU {index}: {exc}", reason=error_reason(code)) from None
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    async def discover(self) -> Topology:
+        count, driver = await asyncio.to_thread(self._system)
+        indexes = range(count)
+        results = await asyncio.gather(
+            *(self._on_gpu(i, partial(self._discover_gpu, i, driver)) for i in indexes),
+            return_exceptions=True,
+        )
+        handles: dict[int, _GpuHandles] = {}
+        for index, result in zip(indexes, results, strict=True):
+            if isinstance(result, _GpuHandles):
+                handles[index] = result
+            elif isinstance(result, GpuError) and index in self._handles:
+                # Keep the GPU (lost, hung, failing) with its last layout: its sampling then fails
+                # and is counted each cycle, and its series stay marked stale instead of vanishing.
+                log.warning("discovery of GPU %d failed, keeping its last layout: %s", index, result)
+                handles[index] = self._handles[index]
+            elif isinstance(result, GpuError):
+                log.warning("discovery left out GPU %d: %s", index, result)
+            elif isinstance(result, BaseException):
+                raise result
+        self._handles = handles
+        return Topology(tuple(h.gpu for h in handles.values()))
+
+    def _system(self) -> tuple[int, str]:
+        """GPU count and driver version, in a worker thread."""
+        nvml = self._nvml
+        try:
+            return int(nvml.nvmlDeviceGetCount()), _text(nvml.nvmlSystemGetDriverVersion())
+        except nvml.NVMLError as exc:
+            raise GpuError(f"NVML: {exc}", reason=error_reason(int(exc.value))) from None
+
+    def _discover_gpu(self, index: int, driver: str) -> _GpuHandles:
+        """Everything about one GPU, in its worker thread."""
+        nvml = self._nvml
+        with self._errors(index):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            model = _text(nvml.nvmlDeviceGetName(handle))
+            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            board = board_for_model(model)
+            mig_enabled, mig_pending = self._mig_mode(handle)
+            gpm = self._gpm_supported(handle)
+            parent_total = self._optional(lambda: int(self._memory(handle).total))
+            devices: list[_MigDevice] = []
+            instances: tuple[GpuInstance, ...] = ()
+            if mig_enabled:
+                devices, instances = self._discover_mig(handle, board, parent_total)
+        memory_total = parent_total
+        if memory_total is None:
+            memory_total = int(board.memory_gib * 1024**3) if board else sum(i.memory_total_bytes for i in instances)
+        gpu = Gpu(
+            index=index,
+            uuid=uuid,
+            model=model,
+            board=board.key if board else None,
+            driver_version=driver,
+            mig_enabled=mig_enabled,
+            mig_pending=mig_pending,
+            memory_total_bytes=memory_total,
+            instances=instances,
+        )
+        return _GpuHandles(gpu, handle, gpm, parent_total is not None, tuple(devices))
+
+    def _mig_mode(self, handle: Any) -> tuple[bool, bool | None]:
+        """Current and pending MIG mode; (False, None) on GPUs without MIG."""
+        try:
+            current, pending = self._nvml.nvmlDeviceGetMigMode(handle)
+        except self._nvml.NVMLError as exc:
+            if int(exc.value) in (NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_FUNCTION_NOT_FOUND):
+                return False, None
+            raise
+        return bool(current), bool(pending)
+
+    def _gpm_supported(self, handle: Any) -> bool:
+        """Whether the GPU has GPM (Hopper and newer)."""
+        try:
+            return bool(self._nvml.nvmlGpmQueryDeviceSupport(handle).isSupportedDevice)
+        except self._nvml.NVMLError as exc:
+            if int(exc.value) in (NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_FUNCTION_NOT_FOUND):
+                return False
+            raise
+
+    def _memory(self, handle: Any) -> Any:
+        """Memory info v2, whose `used` excludes the driver's reserved memory; v1 on drivers without v2."""
+        nvml = self._nvml
+        if not self._memory_v1:
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(handle, version=nvml.nvmlMemory_v2)
+            except nvml.NVMLError as exc:
+                if int(exc.value) not in (NVML_ERROR_FUNCTION_NOT_FOUND, NVML_ERROR_ARGUMENT_VERSION_MISMATCH):
+                    raise
+                log.info("this driver has no nvmlDeviceGetMemoryInfo_v2; memory used includes reserved memory")
+                self._memory_v1 = True
+        return nvml.nvmlDeviceGetMemoryInfo(handle)
+
+    def _optional(self, read: Callable[[], T]) -> T | None:
+        """`read()`, or None when NVML refuses it for lack of privileges or support."""
+        try:
+            return read()
+        except self._nvml.NVMLError as exc:
+            if int(exc.value) in _UNAVAILABLE:
+                return None
+            raise
+
+    def _discover_mig(
+        self, handle: Any, board: Board | None, parent_total: int | None
+    ) -> tuple[list[_MigDevice], tuple[GpuInstance, ...]]:
+        """MIG devices through the unprivileged MIG-handle path; profiles and placements if permitted."""
+        nvml = self._nvml
+        devices: list[_MigDevice] = []
+        by_gi: dict[int, list[tuple[_MigDevice, Any, int]]] = {}
+        for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+            try:
+                mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+            except nvml.NVMLError as exc:
+                if int(exc.value) == NVML_ERROR_NOT_FOUND:
+                    continue  # slots are sparse
+                raise
+            gi = int(nvml.nvmlDeviceGetGpuInstanceId(mig))
+            ci = int(nvml.nvmlDeviceGetComputeInstanceId(mig))
+            device = _MigDevice(gi, ci, mig, _text(nvml.nvmlDeviceGetUUID(mig)))
+            attributes = nvml.nvmlDeviceGetAttributes(mig)
+            memory = int(self._memory(mig).total)
+            devices.append(device)
+            by_gi.setdefault(gi, []).append((device, attributes, memory))
+        privileged = self._gi_details(handle, sorted(by_gi))
+        instances = []
+        for gi, members in sorted(by_gi.items()):
+            members.sort(key=lambda m: m[0].ci)
+            attributes, memory = members[0][1], members[0][2]
+            compute = int(attributes.gpuInstanceSliceCount)
+            start: int | None
+            if gi in privileged:
+                profile, profile_id, start, size = privileged[gi]
+            else:  # without privileges the placement is unknown
+                profile, profile_id, size = _derive_profile(attributes, memory, board, parent_total)
+                start = None
+            cis = tuple(
+                ComputeInstance(
+                    gi=gi,
+                    ci=d.ci,
+                    profile=_ci_profile_name(int(a.computeInstanceSliceCount), compute, profile),
+                    compute_slices=int(a.computeInstanceSliceCount),
+                    mig_uuid=d.uuid,
+                )
+                for d, a, _ in members
+            )
+            instances.append(
+                GpuInstance(
+                    gi=gi,
+                    profile=profile,
+                    profile_id=profile_id,
+                    placement_start=start,
+                    placement_size=size,
+                    compute_slices=compute,
+                    memory_slices=size,
+                    memory_total_bytes=memory,
+                    compute_instances=cis,
+                )
+            )
+        return devices, tuple(instances)
+
+    def _gi_details(self, handle: Any, gis: list[int]) -> dict[int, tuple[str, int, int, int]]:
+        """Profile name, profile ID and placement of each GPU instance, through the GI APIs.
+
+        These need privileges; without them (NoPermission) the result is empty and the caller
+        derives profiles from the MIG devices' attributes.
+        """
+        nvml = self._nvml
+        if not gis:
+            return {}
+        try:
+            names: dict[int, str] = {}
+            for enum in range(int(getattr(nvml, "NVML_GPU_INSTANCE_PROFILE_COUNT", 0))):
+                try:
+                    info = nvml.nvmlDeviceGetGpuInstanceProfileInfo(handle, enum, version=2)
+                except nvml.NVMLError as exc:
+                    if int(exc.value) == NVML_ERROR_NOT_SUPPORTED:
+                        continue  # this board lacks the profile
+                    if int(exc.value) == NVML_ERROR_INVALID_ARGUMENT:
+                        break  # past the driver's last profile
+                    raise
+                names[int(info.id)] = _text(info.name).removeprefix(_PROFILE_PREFIX)
+            out = {}
+            for gi in gis:
+                gi_info = nvml.nvmlGpuInstanceGetInfo(nvml.nvmlDeviceGetGpuInstanceById(handle, gi))
+                profile_id = int(gi_info.profileId)
+                if profile_id not in names:
+                    continue
+                out[gi] = (names[profile_id], profile_id, int(gi_info.placement.start), int(gi_info.placement.size))
+            return out
+        except nvml.NVMLError as exc:
+            if int(exc.value) == NVML_ERROR_NO_PERMISSION:
+                return {}
+            raise
+
+    # -- sampling -----------------------------------------------------------------------------
+
+    async def sample(self, gpu: Gpu) -> GpuSample:
+        handles = self._handles.get(gpu.index)
+        if handles is None or handles.gpu != gpu:
+            raise TopologyChangedError(f"GPU {gpu.index} was not found by the last discovery")
+        return await self._on_gpu(gpu.index, lambda: self._sample_gpu(handles))
+
+    def _sample_gpu(self, h: _GpuHandles) -> GpuSample:
+        """Every field of one GPU and its instances, in its worker thread."""
+        nvml = self._nvml
+        index = h.gpu.index
+        values: dict[Entity, dict[Field, float]] = {}
+        unsupported: dict[Field, str] = {}
+        gpu_values: dict[Field, float] = {Field.MEMORY_TOTAL: float(h.gpu.memory_total_bytes)}
+        values[Entity(index)] = gpu_values
+        with self._errors(index):
+            self._verify_devices(h)
+            self._read_field(
+                Field.POWER, lambda: nvml.nvmlDeviceGetPowerUsage(h.handle) / 1000.0, gpu_values, unsupported
+            )
+            self._read_field(
+                Field.TEMPERATURE,
+                lambda: nvml.nvmlDeviceGetTemperature(h.handle, nvml.NVML_TEMPERATURE_GPU),
+                gpu_values,
+                unsupported,
+            )
+            used = 0.0
+            for inst, device in self._first_devices(h):
+                memory = self._memory(device.handle)
+                values[Entity(index, inst.gi)] = {
+                    Field.MEMORY_USED: float(memory.used),
+                    Field.MEMORY_TOTAL: float(memory.total),
+                }
+                used += float(memory.used)
+            if h.parent_memory:
+                gpu_values[Field.MEMORY_USED] = float(self._memory(h.handle).used)
+            elif h.gpu.mig_enabled:
+                gpu_values[Field.MEMORY_USED] = used
+            if h.gpm:
+                self._read_activity(h, values, unsupported)
+            else:
+                unsupported.update(dict.fromkeys(ACTIVITY_FIELDS, "no_gpm"))
+        return GpuSample(gpu=index, values=values, unsupported=unsupported)
+
+    def _read_field(
+        self, fld: Field, read: Callable[[], float], values: dict[Field, float], unsupported: dict[Field, str]
+    ) -> None:
+        """Store `read()` under `fld`, or the reason the driver gives for not having it."""
+        try:
+            values[fld] = float(read())
+        except self._nvml.NVMLError as exc:
+            if int(exc.value) not in _UNAVAILABLE:
+                raise
+            unsupported[fld] = error_reason(int(exc.value))
+
+    def _verify_devices(self, h: _GpuHandles) -> None:
+        """Raise TopologyChangedError when a MIG handle's slot now holds another instance (or none)."""
+        for device in h.devices:
+            try:
+                uuid = _text(self._nvml.nvmlDeviceGetUUID(device.handle))
+            except self._nvml.NVMLError as exc:
+                # An emptied slot: NotFound, or InvalidArgument for a handle the driver no longer knows.
+                if int(exc.value) in (NVML_ERROR_NOT_FOUND, NVML_ERROR_INVALID_ARGUMENT):
+                    raise TopologyChangedError(f"GPU {h.gpu.index}: GI {device.gi} CI {device.ci} is gone") from None
+                raise
+            if uuid != device.uuid:
+                raise TopologyChangedError(f"GPU {h.gpu.index}: GI {device.gi} CI {device.ci} was re-partitioned")
+
+    @staticmethod
+    def _first_devices(h: _GpuHandles) -> Iterator[tuple[GpuInstance, _MigDevice]]:
+        """Each GPU instance with one of its MIG devices (memory is per GPU instance)."""
+        for inst in h.gpu.instances:
+            for device in h.devices:
+                if device.gi == inst.gi:
+                    yield inst, device
+                    break
+
+    def _read_activity(
+        self, h: _GpuHandles, values: dict[Entity, dict[Field, float]], unsupported: dict[Field, str]
+    ) -> None:
+        """GPM ratios for the whole GPU (MIG off) or each GPU and compute instance (MIG on)."""
+        nvml = self._nvml
+        index = h.gpu.index
+        pool = self._gpm.setdefault(index, {})
+        reads: list[_GpmRead] = []
+        if not h.gpu.mig_enabled:
+            reads.append(_GpmRead(Entity(index), h.gpu.uuid, partial(nvml.nvmlGpmSampleGet, h.handle)))
+        devices = {(d.gi, d.ci): d for d in h.devices}
+        for inst in h.gpu.instances:
+            identity = (inst.profile_id, inst.placement_start, tuple(c.mig_uuid for c in inst.compute_instances))
+            take = partial(nvml.nvmlGpmMigSampleGet, h.handle, inst.gi)
+            reads.append(_GpmRead(Entity(index, inst.gi), identity, take))
+            for ci in inst.compute_instances:
+                mig = devices[(inst.gi, ci.ci)].handle
+                reads.append(_GpmRead(Entity(index, inst.gi, ci.ci), ci.mig_uuid, partial(nvml.nvmlGpmSampleGet, mig)))
+        if not reads:
+            return  # MIG on, no instances: nothing to measure
+        failures: dict[Field, str] = {}
+        for read in reads:
+            values.setdefault(read.entity, {}).update(self._gpm_ratios(index, pool, read, failures))
+        present = {f for v in values.values() for f in v}
+        for fld in ACTIVITY_FIELDS:
+            if fld not in present:
+                unsupported[fld] = failures.get(fld, "warming_up")
+        self._free_unused(pool, {read.entity for read in reads})
+
+    def _gpm_ratios(
+        self, index: int, pool: dict[Entity, _GpmBuffers], read: _GpmRead, failures: dict[Field, str]
+    ) -> dict[Field, float]:
+        """Take a GPM reading for one entity and return the ratios since its previous reading."""
+        nvml = self._nvml
+        buffers = pool.get(read.entity)
+        if buffers is None:
+            buffers = pool[read.entity] = _GpmBuffers(
+                [nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()], read.identity
+            )
+        if buffers.identity != read.identity:
+            buffers.identity, buffers.taken_at, buffers.last = read.identity, None, {}
+        now = self._clock()
+        if buffers.taken_at is not None and now - buffers.taken_at < GPM_MIN_INTERVAL:
+            return dict(buffers.last)  # too soon for a new reading: NVML needs 100 ms between samples
+        previous, current = buffers.samples
+        try:
+            read.take(current)
+        except nvml.NVMLError as exc:
+            if int(exc.value) not in _UNAVAILABLE:
+                raise
+            failures.update(dict.fromkeys(ACTIVITY_FIELDS, error_reason(int(exc.value))))
+            return {}  # this entity has no GPM reading (e.g. no per-GPU-instance GPM on this driver)
+        had_previous = buffers.taken_at is not None
+        buffers.samples = [current, previous]
+        buffers.taken_at = now
+        if not had_previous:
+            return {}
+        metrics = self._metrics_get.get(index)
+        if metrics is None:
+            metrics = self._metrics_get[index] = nvml.c_nvmlGpmMetricsGet_t()
+            metrics.numMetrics = len(GPM_METRICS)
+            for i, (_, metric_id) in enumerate(GPM_METRICS):
+                metrics.metrics[i].metricId = metric_id
+        metrics.version = nvml.NVML_GPM_METRICS_GET_VERSION  # nvmlGpmMetricsGet does not set it
+        metrics.sample1 = previous
+        metrics.sample2 = current
+        nvml.nvmlGpmMetricsGet(metrics)
+        ratios: dict[Field, float] = {}
+        for i, (fld, _) in enumerate(GPM_METRICS):
+            metric = metrics.metrics[i]
+            code = int(metric.nvmlReturn)
+            value = float(metric.value)
+            if code != NVML_SUCCESS:
+                failures[fld] = error_reason(code)
+            elif math.isfinite(value):
+                ratios[fld] = min(max(value / 100.0, 0.0), 1.0)
+        buffers.last = ratios
+        return ratios
+
+    def _free_unused(self, pool: dict[Entity, _GpmBuffers], keep: set[Entity]) -> None:
+        """Free the GPM buffers of instances that no longer exist."""
+        for entity in [e for e in pool if e not in keep]:
+            for s in pool.pop(entity).samples:
+                self._nvml.nvmlGpmSampleFree(s)
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        nvml = self._nvml
+        for index, pool in self._gpm.items():
+            if index in self._busy:
+                continue  # a hung call may still use these buffers: leave them to process exit
+            for buffers in pool.values():
+                for s in buffers.samples:
+                    try:
+                        nvml.nvmlGpmSampleFree(s)
+                    except nvml.NVMLError as exc:
+                        log.debug("freeing a GPM sample of GPU %d failed: %s", index, exc)
+        self._gpm.clear()
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError as exc:
+            log.debug("nvmlShutdown failed: %s", exc)
+
+
+def _text(value: str | bytes) -> str:
+    """NVML strings: str from nvidia-ml-py's wrappers, bytes from plain ctypes structs."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _derive_profile(attributes: Any, memory: int, board: Board | None, gpu_total: int | None) -> tuple[str, int, int]:
+    """Profile name, ID and memory slices of a GPU instance from its MIG device's attributes.
+
+    The unprivileged fallback: matches the board's catalog by compute slices and memory, telling
+    the `+me` profile by its optical-flow engine. On a board the catalog lacks, the name is built
+    from the slice count and memory rounded up to whole GB, the ID is unknown (-1), and the memory
+    slices come from the GPU's memory when readable, else from the usual share of a profile with
+    that many compute slices.
+    """
+    compute = int(attributes.gpuInstanceSliceCount)
+    gib = memory / 1024**3
+    media = int(attributes.sharedOfaCount) > 0 and compute < COMPUTE_SLICES
+    candidates = [p for p in board.profiles if p.compute_slices == compute] if board else []
+    if candidates:
+        closest = min(abs(p.memory_gib - gib) for p in candidates)
+        same = [p for p in candidates if abs(p.memory_gib - gib) == closest]
+        chosen = next((p for p in same if p.is_media_extension == media), same[0])
+        return chosen.name, chosen.id, chosen.memory_slices
+    if gpu_total:
+        slices = max(1, round(memory * MEMORY_SLICES / gpu_total))
+    else:
+        slices = _MEMORY_SLICES_BY_COMPUTE.get(compute, compute)
+    return f"{compute}g.{math.ceil(gib)}gb{'+me' if media else ''}", -1, slices
+
+
+def _ci_profile_name(ci_slices: int, gi_slices: int, gi_profile: str) -> str:
+    """`1c.3g.40gb` for a compute instance within a GPU instance; the GI's name when it spans it."""
+    return gi_profile if ci_slices == gi_slices else f"{ci_slices}c.{gi_profile}"

@@ -1,0 +1,419 @@
+"""The NVML source over the fake pynvml: topology, GPM activity, memory, and faults per GPU."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from threading import Event
+from types import ModuleType
+
+import pytest
+
+from exporter.exposition import exporter_families, native_families, render
+from exporter.model import ACTIVITY_FIELDS, Entity, Field, GpuSample, Topology
+from exporter.sampler import Sampler
+from exporter.sources import SourceOptions, open_source
+from exporter.sources.base import SourceUnavailableError
+from exporter.sources.nvml import NvmlSource
+from exporter.sources.synthetic.scenario import parse
+from exporter.sources.synthetic.simulator import Simulator
+from exporter.sources.synthetic.source import SyntheticSource
+from tests.support.nvml import SimulatedLibrary, load_fake_pynvml
+
+# The fake's GPM ratios are means over the window between two readings (1 s here); the truth
+# is the simulator's value at the window's end, so patterned workloads may differ slightly.
+ACTIVITY_TOLERANCE = 0.02
+START = 1_700_000_000.0
+
+
+class Clock:
+    """A clock the test moves by hand, shared by the fake driver and the source."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A hand-driven clock."""
+    return Clock()
+
+
+@pytest.fixture
+def fake(dgx: Simulator, clock: Clock) -> Iterator[ModuleType]:
+    """A fresh fake pynvml backed by the dgx-h100 simulator, privileged."""
+    module = load_fake_pynvml()
+    module.install(dgx, clock=clock)
+    yield module
+    module.release_all()
+
+
+@pytest.fixture(params=["fake", "real"])
+def library(request: pytest.FixtureRequest, fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The `pynvml` the source is given: the fake itself, or the real nvidia-ml-py over the simulated C library."""
+    if request.param == "fake":
+        return fake
+    real = pytest.importorskip("pynvml")
+    SimulatedLibrary(fake).attach(real, monkeypatch)
+    return real
+
+
+@pytest.fixture
+async def source(library: ModuleType, clock: Clock) -> AsyncIterator[NvmlSource]:
+    """An NVML source over `library`, closed after the test."""
+    src = NvmlSource(library, clock=clock)
+    yield src
+    await src.close()
+
+
+async def sample_all(src: NvmlSource, topology: Topology) -> dict[int, GpuSample]:
+    return {g.index: await src.sample(g) for g in topology.gpus}
+
+
+async def two_cycles(src: NvmlSource, clock: Clock) -> tuple[Topology, dict[int, GpuSample]]:
+    """Discover, take the first GPM readings, move the clock 1 s and sample again."""
+    topology = await src.discover()
+    await sample_all(src, topology)
+    clock.now += 1.0
+    return topology, await sample_all(src, topology)
+
+
+async def test_nvml_discovery_matches_synthetic_topology(source: NvmlSource, dgx: Simulator) -> None:
+    """On dgx-h100 the NVML source finds the same GPUs, GPU instances, compute instances and placements."""
+    assert await source.discover() == await SyntheticSource(dgx).discover()
+
+
+async def test_nvml_activity_and_memory_match_simulator_truth(source: NvmlSource, dgx: Simulator, clock: Clock) -> None:
+    """Every activity ratio is within 0.02 of the simulator's truth; memory, power and temperature are exact."""
+    topology, samples = await two_cycles(source, clock)
+    checked = 0
+    for gpu in topology.gpus:
+        truth = dgx.sample(gpu.index, clock.now)
+        got = samples[gpu.index]
+        assert got.unsupported == {}
+        assert set(got.values) == set(truth.values)
+        for entity, fields in truth.values.items():
+            assert set(got.values[entity]) == set(fields), entity
+            for fld, expected in fields.items():
+                value = got.values[entity][fld]
+                if fld in ACTIVITY_FIELDS:
+                    assert value == pytest.approx(expected, abs=ACTIVITY_TOLERANCE), (entity, fld)
+                elif fld is Field.POWER:
+                    assert value == pytest.approx(expected, abs=1e-3), (entity, fld)
+                else:
+                    assert value == expected, (entity, fld)
+                checked += 1
+    assert checked > 300
+
+
+async def test_nvml_first_cycle_has_no_activity_yet(source: NvmlSource) -> None:
+    """GPM needs two readings: the first cycle reports memory but no ratios, and says why."""
+    topology = await source.discover()
+    first = await source.sample(topology.gpus[0])
+    assert first.unsupported == dict.fromkeys(ACTIVITY_FIELDS, "warming_up")
+    assert first.get(Entity(0, 1), Field.MEMORY_USED) is not None
+    assert first.get(Entity(0, 1), Field.GR_ENGINE_ACTIVE) is None
+
+
+async def test_nvml_gpm_buffers_are_reused_and_freed_on_close(
+    fake: ModuleType, source: NvmlSource, clock: Clock
+) -> None:
+    """Two GPM buffers per instance are allocated once, reused every cycle, and freed with NVML shut down on close."""
+    topology, _ = await two_cycles(source, clock)
+    entities = sum(1 + len(i.compute_instances) for _, i in topology.iter_instances()) + 1  # + GPU 7, MIG off
+    for _ in range(3):
+        clock.now += 1.0
+        await sample_all(source, topology)
+    driver = fake.driver()
+    assert len(driver.samples) == 2 * entities
+    assert driver.calls["nvmlGpmSampleAlloc"] == 2 * entities
+    await source.close()
+    assert driver.samples == {}
+    assert driver.initialized == 0
+
+
+async def test_nvml_calls_per_cycle_on_dgx_h100(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+    """A steady-state cycle on dgx-h100 costs one fixed set of NVML calls: per GPU, GPU instance and MIG device."""
+    topology, _ = await two_cycles(source, clock)
+    driver = fake.driver()
+    driver.calls.clear()
+    clock.now += 1.0
+    await sample_all(source, topology)
+    gis = sum(1 for _ in topology.iter_instances())
+    cis = sum(1 for _ in topology.iter_compute_instances())
+    gpus = len(topology.gpus)
+    whole = sum(1 for g in topology.gpus if not g.mig_enabled)
+    assert driver.calls == {
+        "nvmlDeviceGetUUID": cis,  # each MIG handle still names the discovered device
+        "nvmlDeviceGetPowerUsage": gpus,
+        "nvmlDeviceGetTemperature": gpus,
+        "nvmlDeviceGetMemoryInfo": gis + gpus,
+        "nvmlGpmMigSampleGet": gis,
+        "nvmlGpmSampleGet": cis + whole,
+        "nvmlGpmMetricsGet": gis + cis + whole,
+    }
+    assert sum(driver.calls.values()) == 182
+
+
+async def test_nvml_unprivileged_degrades_to_mig_handles(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+) -> None:
+    """Without GI privileges, profiles come from MIG device attributes, placements are unknown, memory still adds up."""
+    fake.driver().privileged = False
+    topology, samples = await two_cycles(source, clock)
+    truth = dgx.topology()
+    for got, want in zip(topology.gpus, truth.gpus, strict=True):
+        assert (got.uuid, got.memory_total_bytes, got.mig_enabled) == (
+            want.uuid,
+            want.memory_total_bytes,
+            want.mig_enabled,
+        )
+        assert len(got.instances) == len(want.instances)
+        for g, w in zip(got.instances, want.instances, strict=True):
+            assert (g.gi, g.profile, g.profile_id, g.compute_slices, g.memory_slices, g.memory_total_bytes) == (
+                w.gi,
+                w.profile,
+                w.profile_id,
+                w.compute_slices,
+                w.memory_slices,
+                w.memory_total_bytes,
+            )
+            assert g.placement_start is None
+            assert g.compute_instances == w.compute_instances
+    assert fake.driver().calls["nvmlDeviceGetGpuInstanceProfileInfo"] > 0  # it was tried, and refused
+    for index in range(7):  # MIG GPUs: whole-GPU memory is the sum of the instances'
+        assert samples[index].get(Entity(index), Field.MEMORY_USED) == dgx.gpu_memory_used(index, clock.now)
+        assert samples[index].unsupported == {}
+
+
+async def test_nvml_unprivileged_on_a_board_missing_from_the_catalog(
+    fake: ModuleType, source: NvmlSource, clock: Clock
+) -> None:
+    """An unknown model without GI privileges still gets profile names, slices and memory from the MIG devices."""
+    fake.driver().privileged = False
+    fake.set_model(1, "NVIDIA Future GPU", gpm=True)
+    fake.set_model(6, "NVIDIA Future GPU", gpm=True)
+    topology, samples = await two_cycles(source, clock)
+    gpu1 = topology.gpus[1]
+    assert gpu1.board is None and gpu1.memory_total_bytes == sum(i.memory_total_bytes for i in gpu1.instances)
+    assert [(i.profile, i.profile_id, i.compute_slices, i.memory_slices) for i in gpu1.instances] == [
+        ("3g.40gb", -1, 3, 4),
+        ("3g.40gb", -1, 3, 4),
+    ]
+    assert [i.profile for i in topology.gpus[6].instances] == ["2g.20gb", "2g.20gb", "1g.10gb+me", "1g.10gb", "1g.10gb"]
+    assert samples[1].get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.7, abs=ACTIVITY_TOLERANCE)
+
+
+async def test_nvml_a100_without_gpm_reports_why_activity_is_absent(
+    fake: ModuleType, source: NvmlSource, clock: Clock
+) -> None:
+    """On an A100 (no GPM) every activity series is absent, memory is read, and field_supported names no_gpm."""
+    fake.set_model(1, "NVIDIA A100-SXM4-80GB", gpm=False)
+    fake.set_model(7, "NVIDIA A100-SXM4-80GB", gpm=False)
+    topology, samples = await two_cycles(source, clock)
+    assert topology.gpus[1].model == "NVIDIA A100-SXM4-80GB"
+    assert [i.profile for i in topology.gpus[1].instances] == ["3g.40gb", "3g.40gb"]
+    for index in (1, 7):
+        sample = samples[index]
+        assert sample.unsupported == dict.fromkeys(ACTIVITY_FIELDS, "no_gpm")
+        assert all(f not in values for values in sample.values.values() for f in ACTIVITY_FIELDS)
+    assert samples[1].get(Entity(1, 1), Field.MEMORY_USED) is not None
+    assert samples[0].get(Entity(0, 1), Field.GR_ENGINE_ACTIVE) is not None  # the H100s keep their activity
+    snapshot = (await run_sampler_once(source, topology, samples)).decode()
+    assert 'mig_exporter_field_supported{field="gr_engine_active",gpu="1",reason="no_gpm"} 0.0' in snapshot
+    assert 'mig_instance_gr_engine_active_ratio{gi="1",gpu="1"' not in snapshot
+    assert 'mig_gpu_gr_engine_active_ratio{gpu="7"' not in snapshot
+    assert 'mig_instance_memory_used_bytes{gi="1",gpu="1"' in snapshot
+
+
+async def run_sampler_once(source: NvmlSource, topology: Topology, samples: dict[int, GpuSample]) -> bytes:
+    """The text exposition of a snapshot made from these samples."""
+    from exporter.model import Snapshot
+
+    snapshot = Snapshot(
+        source=source.name, topology=topology, samples=samples, timestamp=START, duration=0.0, source_up=True, errors={}
+    )
+    return render(snapshot, (native_families, exporter_families)).text
+
+
+async def test_nvml_per_metric_error_drops_only_that_field(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+    """A GPM metric whose own nvmlReturn fails is absent with its reason; the other ratios are reported."""
+    fake.fail_metric(fake.NVML_GPM_METRIC_DRAM_BW_UTIL, fake.NVML_ERROR_NOT_SUPPORTED)
+    _, samples = await two_cycles(source, clock)
+    sample = samples[1]
+    assert sample.unsupported == {Field.DRAM_ACTIVE: "not_supported"}
+    assert sample.get(Entity(1, 1), Field.DRAM_ACTIVE) is None
+    assert sample.get(Entity(1, 1), Field.SM_ACTIVE) is not None
+
+
+async def test_nvml_driver_without_memory_v2_falls_back_to_v1(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+) -> None:
+    """On a driver without nvmlDeviceGetMemoryInfo_v2, memory is read through v1 (used then includes reserved)."""
+    fake.driver().memory_v2 = False
+    _, samples = await two_cycles(source, clock)
+    assert samples[1].get(Entity(1, 1), Field.MEMORY_USED) == dgx.gi_memory_used(1, 1, clock.now)
+    whole = samples[7].get(Entity(7), Field.MEMORY_USED)
+    assert whole == dgx.gpu_memory_used(7, clock.now) + fake.PARENT_RESERVED_BYTES
+
+
+async def test_nvml_without_per_instance_gpm_keeps_the_rest(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+    """When GPU-instance GPM is not supported, GPU instances lack ratios but compute instances and memory remain."""
+    fake.driver().refused["nvmlGpmMigSampleGet"] = fake.NVML_ERROR_NOT_SUPPORTED
+    _, samples = await two_cycles(source, clock)
+    sample = samples[4]
+    assert sample.get(Entity(4, 1), Field.GR_ENGINE_ACTIVE) is None
+    assert sample.get(Entity(4, 1), Field.MEMORY_USED) is not None
+    assert sample.get(Entity(4, 1, 0), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.9, abs=ACTIVITY_TOLERANCE)
+    assert sample.unsupported == {}
+
+
+async def test_nvml_refused_power_and_temperature_are_absent_with_reason(
+    fake: ModuleType, source: NvmlSource, clock: Clock
+) -> None:
+    """Power the driver does not support and temperature it does not offer are absent, each with its reason."""
+    fake.driver().refused["nvmlDeviceGetPowerUsage"] = fake.NVML_ERROR_NOT_SUPPORTED
+    fake.driver().refused["nvmlDeviceGetTemperature"] = fake.NVML_ERROR_FUNCTION_NOT_FOUND
+    _, samples = await two_cycles(source, clock)
+    assert samples[0].unsupported == {Field.POWER: "not_supported", Field.TEMPERATURE: "function_not_found"}
+    assert samples[0].get(Entity(0), Field.POWER) is None
+    assert samples[0].get(Entity(0), Field.MEMORY_USED) is not None
+
+
+async def warm_sampler(source: NvmlSource, clock: Clock, deadline: float = 5.0) -> Sampler:
+    """A sampler that has run two cycles, so every GPU has activity."""
+    sampler = Sampler(source, interval=1.0, discovery_interval=3600.0, deadline=deadline)
+    await sampler.run_once()
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.source_up and not snapshot.stale_gpus
+    return sampler
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"), [("NVML_ERROR_GPU_IS_LOST", "gpu_lost"), ("NVML_ERROR_UNKNOWN", "unknown")]
+)
+async def test_nvml_gpu_lost_mid_run_isolates_that_gpu(
+    fake: ModuleType, source: NvmlSource, clock: Clock, error: str, reason: str
+) -> None:
+    """A GPU that falls off the bus (or fails) is marked stale and counted with its reason; the others report on."""
+    sampler = await warm_sampler(source, clock)
+    fake.fail_gpu(2, getattr(fake, error))
+    for cycle in (1, 2):
+        clock.now += 1.0
+        snapshot = await sampler.run_once()
+        assert snapshot.stale_gpus == {2}
+        assert not snapshot.source_up
+        assert 2 not in snapshot.samples
+        assert snapshot.errors[("sample", reason)] == cycle
+        assert sorted(snapshot.samples) == [0, 1, 3, 4, 5, 6, 7]
+        assert snapshot.samples[3].get(Entity(3, 1), Field.GR_ENGINE_ACTIVE) is not None
+    assert await sampler._discover()  # discovery keeps the lost GPU, so it stays visible as stale
+    assert sampler._topology is not None and sampler._topology.gpu(2) is not None
+
+
+async def test_nvml_hung_call_marks_only_that_gpu_stale(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+    """A call that never returns makes its GPU stale after the deadline, with no new threads; released, it recovers."""
+    sampler = await warm_sampler(source, clock, deadline=0.5)
+    release = fake.hang_gpu(5)
+    try:
+        await check_hung_gpu(fake, sampler, clock, release)
+    finally:
+        release.set()
+
+
+async def check_hung_gpu(fake: ModuleType, sampler: Sampler, clock: Clock, release: Event) -> None:
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.stale_gpus == {5}
+    assert snapshot.errors[("sample", "deadline")] == 1
+    assert len(snapshot.samples) == 7
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.stale_gpus == {5} and snapshot.errors[("sample", "hung")] == 1
+    assert await sampler._discover()  # discovery skips the busy GPU instead of waiting on it
+    assert sampler._topology is not None and sampler._topology.gpu(5) is not None
+    assert fake.driver().waiting[5] == 1  # one blocked thread: no later call was made on GPU 5
+    release.set()
+    for _ in range(50):
+        clock.now += 1.0
+        snapshot = await sampler.run_once()
+        if 5 in snapshot.samples:
+            break
+    assert 5 in snapshot.samples and not snapshot.stale_gpus
+
+
+NEW_LAYOUT = """
+gpus:
+  - board: h100-80gb
+    instances:
+      - {profile: 2g.20gb, gi: 7, activity: 0.3, memory: 0.2}
+      - {profile: 2g.20gb, gi: 8, activity: idle}
+      - {profile: 3g.40gb, gi: 9, activity: 0.6, memory: 0.5}
+"""
+
+
+async def test_nvml_repartition_mid_run_shows_new_layout(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+) -> None:
+    """After `nvidia-smi mig` re-partitions a GPU, the next cycle re-discovers it and reports the new instances."""
+    sampler = await warm_sampler(source, clock)
+    dgx.repartition(1, parse(NEW_LAYOUT).gpus[0].instances)
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.errors[("sample", "not_found")] == 1
+    assert snapshot.topology.gpu(1) == dgx.topology().gpu(1)
+    assert [i.gi for i in snapshot.topology.gpus[1].instances] == [7, 8, 9]
+    assert snapshot.samples[1].get(Entity(1, 9), Field.MEMORY_USED) == dgx.gi_memory_used(1, 9, clock.now)
+    assert snapshot.stale_gpus == frozenset()
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    activity = snapshot.samples[1].get(Entity(1, 9), Field.GR_ENGINE_ACTIVE)
+    assert activity == pytest.approx(0.6, abs=ACTIVITY_TOLERANCE)
+    entities = sum(1 + len(i.compute_instances) for _, i in snapshot.topology.iter_instances()) + 1
+    assert len(fake.driver().samples) == 2 * entities  # the old instances' GPM buffers were freed
+
+
+async def test_nvml_repartition_reusing_ids_is_still_detected(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+) -> None:
+    """A layout whose MIG slots now hold other instances is caught through the handles, not read through them."""
+    sampler = await warm_sampler(source, clock)
+    layout = parse("gpus:\n  - instances:\n      - {profile: 7g.80gb, gi: 3, activity: 0.4}\n")
+    dgx.repartition(0, layout.gpus[0].instances)
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert [(i.gi, i.profile) for i in snapshot.topology.gpus[0].instances] == [(3, "7g.80gb")]
+    assert snapshot.topology == dgx.topology()
+
+
+@pytest.mark.parametrize("stale_handle", ["NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"])
+async def test_nvml_destroyed_instance_triggers_rediscovery(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock, stale_handle: str
+) -> None:
+    """A destroyed GPU instance, whose MIG handle now fails (NotFound or InvalidArgument), goes in the next cycle."""
+    fake.driver().empty_slot_error = getattr(fake, stale_handle)
+    sampler = await warm_sampler(source, clock)
+    dgx.repartition(1, dgx.scenario.gpus[1].instances[1:])  # nvidia-smi mig -dci -dgi on GI 1 (slot 0)
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.errors[("sample", "not_found")] == 1
+    assert [i.gi for i in snapshot.topology.gpus[1].instances] == [2]
+    assert snapshot.topology == dgx.topology()
+    assert snapshot.stale_gpus == frozenset()
+
+
+def test_nvml_without_pynvml_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without nvidia-ml-py installed, opening the NVML source fails with one line naming the package."""
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)
+    with pytest.raises(SourceUnavailableError, match=r"^NVML could not be loaded: the nvidia-ml-py package"):
+        open_source("nvml", SourceOptions())
+
+
+def test_nvml_init_failure_is_a_one_line_error() -> None:
+    """When nvmlInit cannot find the driver library the source reports it in one line."""
+    module = load_fake_pynvml()
+    with pytest.raises(SourceUnavailableError, match=r"NVML could not be loaded: nvmlInit failed: .*Library Not Found"):
+        NvmlSource(module)
