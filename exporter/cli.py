@@ -6,11 +6,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from exporter import __version__
+from exporter.exposition import Exposition, exporter_families, native_families, pod_families, with_pod_labels
+from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.sampler import Sampler
 from exporter.server import build_app
 from exporter.settings import OPTIONS, ConfigError, Settings, resolve
@@ -33,12 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = commands.add_parser("serve", help="run the exporter daemon")
     for option in OPTIONS:
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if option.switch else {}
         serve.add_argument(
             option.flag,
             dest=option.key,
             default=None,
             metavar=option.metavar,
             help=f"{option.help} (env {option.env}; default {option.default})",
+            **switch,
         )
     serve.add_argument(
         "--config",
@@ -47,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
     )
     return parser
+
+
+def _exposition(attribution: PodAttributionRefresher | None, pod_labels: bool) -> Exposition:
+    """The families to render: native and exporter health, plus pod attribution when a kubelet socket is set."""
+    if attribution is None:
+        return Exposition((native_families, exporter_families))
+    native = with_pod_labels(native_families, attribution) if pod_labels else native_families
+    return Exposition((native, exporter_families, pod_families(attribution)))
 
 
 def serve(settings: Settings) -> int:
@@ -60,7 +72,12 @@ def serve(settings: Settings) -> int:
         discovery_interval=settings.discovery_interval,
         deadline=settings.deadline,
     )
-    app = build_app(sampler)
+    refresher = (
+        PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
+        if settings.kubelet_socket
+        else None
+    )
+    app = build_app(sampler, _exposition(refresher, settings.pod_labels), refresher)
     log.info("mig-exporter %s serving %s source on %s", __version__, source.name, settings.listen)
     try:
         web.run_app(

@@ -7,12 +7,13 @@ import contextlib
 import html
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from exporter import __version__
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
+from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.model import Entity, Field, Snapshot
 from exporter.sampler import Sampler
 
@@ -121,8 +122,24 @@ async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
     await sampler.close()
 
 
-def build_app(sampler: Sampler, exposition: Exposition | None = None) -> web.Application:
-    """The aiohttp application around a sampler; the sampler starts and stops with it."""
+def _attribution_loop(refresher: PodAttributionRefresher) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run the kubelet refresher in the background for the app's life; serving never waits for it."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(refresher.run(), name="pod-attribution")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await refresher.close()
+
+    return context
+
+
+def build_app(
+    sampler: Sampler, exposition: Exposition | None = None, attribution: PodAttributionRefresher | None = None
+) -> web.Application:
+    """The aiohttp application around a sampler (and the pod-attribution refresher); they start and stop with it."""
     exposition = exposition or Exposition()
     sampler.subscribers.append(exposition.update)
     app = web.Application(client_max_size=1024)
@@ -132,5 +149,7 @@ def build_app(sampler: Sampler, exposition: Exposition | None = None) -> web.App
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if attribution is not None:
+        app.cleanup_ctx.append(_attribution_loop(attribution))
     app.cleanup_ctx.append(_sampling_loop)
     return app

@@ -61,6 +61,15 @@ def choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One `serve` setting."""
@@ -70,6 +79,7 @@ class Option:
     default: str | None
     help: str
     metavar: str | None = None
+    switch: bool = False  # a flag given without a value means "true"
 
     @property
     def flag(self) -> str:
@@ -105,6 +115,22 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("scenario", str, "demo", "synthetic source: built-in scenario (demo, dgx-h100) or a YAML file", "NAME|FILE"),
     Option("log_level", choice("debug", "info", "warning", "error"), "info", "log verbosity"),
+    Option(
+        "kubelet_socket",
+        str,
+        "/var/lib/kubelet/pod-resources/kubelet.sock",
+        "kubelet pod-resources socket for pod attribution; empty turns attribution off",
+        "PATH",
+    ),
+    Option("kubelet_interval", positive_seconds, "10", "seconds between kubelet pod-resources List calls", "SECONDS"),
+    Option(
+        "pod_labels",
+        boolean,
+        "false",
+        "also put namespace, pod and container labels on the series of allocated GPUs and MIG instances",
+        "BOOL",
+        switch=True,
+    ),
 )
 
 
@@ -117,6 +143,9 @@ class Settings:
     deadline: float | None
     scenario: str
     log_level: str
+    kubelet_socket: str
+    kubelet_interval: float
+    pod_labels: bool
 
 
 def _load_config_file(path: str) -> dict[str, str]:
