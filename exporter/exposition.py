@@ -17,7 +17,7 @@ from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
-from exporter.kubernetes.attribution import AttributionProvider, Holder, PodAttribution, holders_of
+from exporter.kubernetes.attribution import AttributionProvider, Holder, PodAttribution, holders_by_key
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, Snapshot, Topology
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -246,19 +246,27 @@ _HOLDER_LABELS = ["namespace", "pod", "container"]
 _ENTITY_FAMILY_PREFIXES = ("mig_gpu_", "mig_instance_", "mig_compute_instance_")
 
 
+_LabelKey = tuple[str, str, str]  # (gpu, gi, ci) label values; "" where absent
+
+
 class _Resolved:
-    """Holders by entity for the latest (attribution, topology) pair; resolved again only when either changes."""
+    """Holders for the latest (attribution, topology) pair; resolved again only when either changes."""
 
     def __init__(self, provider: AttributionProvider) -> None:
         self._provider = provider
         self._key: tuple[PodAttribution, Topology] | None = None
-        self._value: dict[Entity, tuple[Holder, ...]] = {}
+        self.by_entity: dict[Entity, tuple[Holder, ...]] = {}
+        self.by_labels: dict[_LabelKey, tuple[Holder, ...]] = {}
 
-    def __call__(self, topology: Topology) -> dict[Entity, tuple[Holder, ...]]:
+    def update(self, topology: Topology) -> _Resolved:
         attribution = self._provider.attribution
         if self._key is None or self._key[0] is not attribution or self._key[1] is not topology:
-            self._key, self._value = (attribution, topology), attribution.resolve(topology)
-        return self._value
+            self._key, self.by_entity = (attribution, topology), attribution.resolve(topology)
+            self.by_labels = {
+                (str(e.gpu), _label(e.gi), _label(e.ci)): holders
+                for e, holders in holders_by_key(self.by_entity).items()
+            }
+        return self
 
 
 def pod_families(provider: AttributionProvider) -> FamilyBuilder:
@@ -271,7 +279,7 @@ def pod_families(provider: AttributionProvider) -> FamilyBuilder:
             "Kubernetes container holding the MIG device (gi and ci empty for a whole GPU); always 1",
             ["gpu", "gi", "ci", *_HOLDER_LABELS],
         )
-        for entity, holders in resolved(snapshot.topology).items():
+        for entity, holders in resolved.update(snapshot.topology).by_entity.items():
             ids = [str(entity.gpu), _label(entity.gi), _label(entity.ci)]
             for holder in holders:
                 info.add_metric([*ids, holder.namespace, holder.pod, holder.container], 1)
@@ -294,7 +302,7 @@ def with_pod_labels(builder: FamilyBuilder, provider: AttributionProvider) -> Fa
     resolved = _Resolved(provider)
 
     def build(snapshot: Snapshot) -> Iterator[Metric]:
-        held = resolved(snapshot.topology)
+        held = resolved.update(snapshot.topology).by_labels
         for family in builder(snapshot):
             if held and family.name.startswith(_ENTITY_FAMILY_PREFIXES):
                 family.samples = [s._replace(labels=_with_holders(s.labels, held)) for s in family.samples]
@@ -307,11 +315,8 @@ def _label(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def _with_holders(labels: dict[str, str], held: dict[Entity, tuple[Holder, ...]]) -> dict[str, str]:
-    if "gpu" not in labels:
-        return labels
-    gi, ci = labels.get("gi"), labels.get("ci")
-    holders = holders_of(held, int(labels["gpu"]), int(gi) if gi else None, int(ci) if ci else None)
+def _with_holders(labels: dict[str, str], held: dict[_LabelKey, tuple[Holder, ...]]) -> dict[str, str]:
+    holders = held.get((labels.get("gpu", ""), labels.get("gi", ""), labels.get("ci", "")))
     if not holders:
         return labels
     return {

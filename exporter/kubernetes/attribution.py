@@ -11,7 +11,7 @@ so it happens when a snapshot is rendered; nothing here does I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -110,13 +110,11 @@ class _DeviceIndex:
         return ()
 
 
-def holders_of(
-    resolved: Mapping[Entity, tuple[Holder, ...]], gpu: int, gi: int | None = None, ci: int | None = None
-) -> tuple[Holder, ...]:
-    """The holders of a GPU, a GPU instance (any of its compute instances) or a compute instance."""
-    if ci is not None:
-        return resolved.get(Entity(gpu, gi, ci), ())
-    if gi is None:
-        return resolved.get(Entity(gpu), ())
-    found: Iterable[Holder] = (h for e, hs in resolved.items() if e.gpu == gpu and e.gi == gi for h in hs)
-    return tuple(sorted(set(found)))
+def holders_by_key(resolved: Mapping[Entity, tuple[Holder, ...]]) -> dict[Entity, tuple[Holder, ...]]:
+    """`resolved` plus an entry per GPU instance: the holders of any of its compute instances."""
+    out: dict[Entity, set[Holder]] = {}
+    for entity, holders in resolved.items():
+        out.setdefault(entity, set()).update(holders)
+        if entity.ci is not None:
+            out.setdefault(Entity(entity.gpu, entity.gi), set()).update(holders)
+    return {entity: tuple(sorted(holders)) for entity, holders in out.items()}
