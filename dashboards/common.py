@@ -1,0 +1,101 @@
+"""Building blocks shared by the dashboards: data source, template variables, queries, panels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafanalib import core as g
+
+from dashboards.thresholds import Thresholds
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+ACTIVITY = "mig_instance_gr_engine_active_ratio"
+GPU_ACTIVITY_RULE = "instance_gpu:mig_gr_engine_active_ratio:slice_weighted"
+HOURLY_ACTIVITY_RULE = "instance_gpu_gi:mig_instance_gr_engine_active_ratio:avg1h"
+INSTANCE_KEY = "instance, gpu, gi, profile"
+INSTANCE_LEGEND = "{{instance}} · GPU {{gpu}} · GI {{gi}} · {{profile}}"
+
+
+def datasource_variable() -> g.Template:
+    """The Prometheus data source to read, chosen on the dashboard."""
+    return g.Template(
+        name="datasource",
+        label="Data source",
+        query="prometheus",
+        type="datasource",
+    )
+
+
+def query_variable(name: str, label: str, query: str, *, multi: bool = True) -> g.Template:
+    """A variable listing label values; multi-valued ones default to All (matching any value)."""
+    return g.Template(
+        name=name,
+        label=label,
+        query=query,
+        dataSource=DATASOURCE,
+        includeAll=multi,
+        multi=multi,
+        allValue=".*" if multi else None,
+        refresh=2,  # on time-range change, so new nodes and re-partitions show up
+        default="$__all" if multi else None,
+    )
+
+
+def target(expr: str, ref: str, legend: str = "", *, instant: bool = False, table: bool = False) -> g.Target:
+    """A Prometheus query of a panel."""
+    return g.Target(
+        expr=expr,
+        refId=ref,
+        legendFormat=legend,
+        instant=instant,
+        format="table" if table else "time_series",
+        datasource=DATASOURCE,
+        intervalFactor=1,
+    )
+
+
+def activity_steps(th: Thresholds) -> list[dict[str, Any]]:
+    """Threshold colours for an activity ratio: red when idle, orange when under-used, green above."""
+    return [
+        {"color": "red", "value": None},
+        {"color": "orange", "value": th.idle},
+        {"color": "green", "value": th.underused},
+    ]
+
+
+def pos(x: int, y: int, w: int, h: int) -> g.GridPos:
+    return g.GridPos(h=h, w=w, x=x, y=y)
+
+
+def stat(
+    title: str, expr: str, grid: g.GridPos, *, unit: str = "none", description: str = "", legend: str = "", **extra: Any
+) -> g.Stat:
+    """A single-number panel from an instant query."""
+    return g.Stat(
+        title=title,
+        description=description,
+        dataSource=DATASOURCE,
+        targets=[target(expr, "A", legend, instant=True)],
+        gridPos=grid,
+        format=unit,
+        reduceCalc="lastNotNull",
+        graphMode="none",
+        thresholds=extra.pop("steps", [{"color": "blue", "value": None}]),
+        **extra,
+    )
+
+
+def timeseries(title: str, targets: list[g.Target], grid: g.GridPos, *, unit: str, **extra: Any) -> g.TimeSeries:
+    """A graph over time."""
+    return g.TimeSeries(
+        title=title,
+        dataSource=DATASOURCE,
+        targets=targets,
+        gridPos=grid,
+        unit=unit,
+        legendDisplayMode="table",
+        legendPlacement="right",
+        legendCalcs=["mean", "lastNotNull"],
+        tooltipMode="multi",
+        **extra,
+    )

@@ -1,0 +1,227 @@
+"""The "MIG fleet" dashboard: where the idle and under-used slices are, across every node."""
+
+from __future__ import annotations
+
+from grafanalib import core as g
+
+from dashboards.common import (
+    ACTIVITY,
+    DATASOURCE,
+    GPU_ACTIVITY_RULE,
+    HOURLY_ACTIVITY_RULE,
+    INSTANCE_KEY,
+    INSTANCE_LEGEND,
+    activity_steps,
+    datasource_variable,
+    pos,
+    query_variable,
+    stat,
+    target,
+    timeseries,
+)
+from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
+
+UID = "mig-fleet"
+SEL = 'instance=~"$instance", gpu=~"$gpu", profile=~"$profile"'
+GPU_SEL = 'instance=~"$instance", gpu=~"$gpu"'
+
+
+def range_mean() -> str:
+    """Each GPU instance's mean activity over the dashboard's time range."""
+    return f"avg_over_time({ACTIVITY}{{{SEL}}}[$__range])"
+
+
+def idle_expr(th: Thresholds) -> str:
+    return f"{range_mean()} < {th.idle}"
+
+
+def below_underused_expr(th: Thresholds) -> str:
+    """Idle and under-used instances alike: mean activity below the under-used threshold."""
+    return f"{range_mean()} < {th.underused}"
+
+
+def _only(expr: str, of: str) -> str:
+    return f"{expr} and on ({INSTANCE_KEY}) ({of})"
+
+
+def _stats(th: Thresholds) -> list[g.Panel]:
+    idle = idle_expr(th)
+    underused = f"{below_underused_expr(th)} >= {th.idle}"
+    pct = f"{th.idle:.0%}"
+    return [
+        stat("GPU instances", f"count(mig_instance_info{{{SEL}}}) or vector(0)", pos(0, 0, 4, 4)),
+        stat(
+            "Idle instances",
+            f"count({idle}) or vector(0)",
+            pos(4, 0, 4, 4),
+            description=f"GPU instances whose mean activity over the time range is below {pct}.",
+            steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
+        ),
+        stat(
+            "Idle capacity",
+            f"(sum({_only(f'mig_instance_compute_slices{{{SEL}}}', idle)}) / 7) or vector(0)",
+            pos(8, 0, 4, 4),
+            description="Compute slices of the idle instances, in whole GPUs (7 compute slices = 1 GPU).",
+            decimals=2,
+            unit="none",
+            steps=[{"color": "green", "value": None}, {"color": "red", "value": 0.01}],
+            extraJson={"fieldConfig": {"defaults": {"unit": "suffix: GPU"}}},
+        ),
+        stat(
+            "Idle memory",
+            f"sum({_only(f'mig_instance_memory_total_bytes{{{SEL}}}', idle)}) or vector(0)",
+            pos(12, 0, 4, 4),
+            description="Memory of the idle instances: held by slices that do no work.",
+            unit="bytes",
+            steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
+        ),
+        stat(
+            "Under-used instances",
+            f"count({underused}) or vector(0)",
+            pos(16, 0, 4, 4),
+            description=f"GPU instances averaging between {pct} and {th.underused:.0%} activity over the time range.",
+            steps=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+        ),
+        stat(
+            "Fleet activity",
+            f"avg({GPU_ACTIVITY_RULE}{{{GPU_SEL}}})",
+            pos(20, 0, 4, 4),
+            description="Mean slice-weighted activity of the selected GPUs, now.",
+            unit="percentunit",
+            decimals=1,
+            steps=activity_steps(th),
+        ),
+    ]
+
+
+def _table(th: Thresholds) -> g.Table:
+    wasted = below_underused_expr(th)
+    pods = (
+        f"group by ({INSTANCE_KEY}, namespace, pod) (mig_instance_pod_info{{{GPU_SEL}}}"
+        f" * on (instance, gpu, gi) group_left (profile) group by ({INSTANCE_KEY}) (mig_instance_info{{{SEL}}}))"
+    )
+    link = (
+        "/d/mig-instance/mig-instance?${__url_time_range}&var-datasource=${datasource}"
+        "&var-instance=${__data.fields.instance}&var-gpu=${__data.fields.gpu}&var-gi=${__data.fields.gi}"
+    )
+    return g.Table(
+        title="Idle and under-used instances",
+        description=(
+            f"GPU instances whose mean activity over the time range is below {th.underused:.0%}; "
+            f"red ones are idle (below {th.idle:.0%}). Click a row's GI to open the instance."
+        ),
+        dataSource=DATASOURCE,
+        gridPos=pos(0, 4, 24, 9),
+        targets=[
+            target(wasted, "A", instant=True, table=True),
+            target(_only(f"{HOURLY_ACTIVITY_RULE}{{{SEL}}}", wasted), "B", instant=True, table=True),
+            target(_only(f"mig_instance_memory_used_bytes{{{SEL}}}", wasted), "C", instant=True, table=True),
+            target(_only(f"mig_instance_memory_total_bytes{{{SEL}}}", wasted), "D", instant=True, table=True),
+            target(_only(pods, wasted), "E", instant=True, table=True),
+        ],
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "job": True, "__name__": True, "Value #E": True},
+                    "indexByName": {
+                        "instance": 0,
+                        "gpu": 1,
+                        "gi": 2,
+                        "profile": 3,
+                        "Value #A": 4,
+                        "Value #B": 5,
+                        "Value #C": 6,
+                        "Value #D": 7,
+                        "namespace": 8,
+                        "pod": 9,
+                    },
+                    "renameByName": {
+                        "instance": "node",
+                        "Value #A": "mean activity (range)",
+                        "Value #B": "mean activity (last hour)",
+                        "Value #C": "memory used",
+                        "Value #D": "memory total",
+                    },
+                },
+            },
+        ],
+        sortBy=[g.TableSortByField(displayName="mean activity (range)")],
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": "mean activity.*"},
+                "properties": [
+                    {"id": "unit", "value": "percentunit"},
+                    {"id": "decimals", "value": 1},
+                    {"id": "custom.displayMode", "value": "color-background"},
+                    {"id": "thresholds", "value": {"mode": "absolute", "steps": activity_steps(th)}},
+                ],
+            },
+            {"matcher": {"id": "byRegexp", "options": "memory.*"}, "properties": [{"id": "unit", "value": "bytes"}]},
+            {
+                "matcher": {"id": "byName", "options": "gi"},
+                "properties": [{"id": "links", "value": [{"title": "Open this instance", "url": link}]}],
+            },
+        ],
+    )
+
+
+def fleet_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
+    """The fleet view: counts and capacity of idle slices, the list of them, and activity over time."""
+    return g.Dashboard(
+        title="MIG fleet",
+        uid=UID,
+        description="Idle and under-used MIG slices across the fleet (mig-exporter).",
+        tags=["mig-exporter", "gpu", "mig"],
+        timezone="browser",
+        refresh="1m",
+        schemaVersion=39,
+        time=g.Time("now-24h", "now"),
+        graphTooltip=1,
+        links=[g.DashboardLink(title="MIG dashboards", tags=["mig-exporter"], asDropdown=True, includeVars=False)],
+        templating=g.Templating(
+            [
+                datasource_variable(),
+                query_variable("instance", "Node", "label_values(mig_instance_info, instance)"),
+                query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance=~"$instance"}, gpu)'),
+                query_variable(
+                    "profile", "Profile", 'label_values(mig_instance_info{instance=~"$instance", gpu=~"$gpu"}, profile)'
+                ),
+            ]
+        ),
+        panels=[
+            *_stats(th),
+            _table(th),
+            g.StateTimeline(
+                title="Activity of every GPU instance",
+                description=f"Red: idle (< {th.idle:.0%}); orange: under-used (< {th.underused:.0%}); green: busy.",
+                dataSource=DATASOURCE,
+                targets=[target(f"{ACTIVITY}{{{SEL}}}", "A", INSTANCE_LEGEND)],
+                gridPos=pos(0, 13, 24, 10),
+                thresholds=activity_steps(th),
+                showValue="never",
+                mergeValues=False,
+                legendDisplayMode="hidden",
+                extraJson={"fieldConfig": {"defaults": {"unit": "percentunit", "min": 0, "max": 1}}},
+            ),
+            timeseries(
+                "Slice-weighted activity per GPU",
+                [target(f"{GPU_ACTIVITY_RULE}{{{GPU_SEL}}}", "A", "{{instance}} · GPU {{gpu}}")],
+                pos(0, 23, 12, 9),
+                unit="percentunit",
+                valueMin=0,
+                valueMax=1,
+                description="Whole-GPU activity: each instance's activity weighted by its compute slices, / 7.",
+            ),
+            timeseries(
+                "Activity by profile",
+                [target(f"avg by (profile) ({ACTIVITY}{{{SEL}}})", "A", "{{profile}}")],
+                pos(12, 23, 12, 9),
+                unit="percentunit",
+                valueMin=0,
+                valueMax=1,
+                description="Mean activity of the GPU instances of each profile.",
+            ),
+        ],
+    ).auto_panel_ids()

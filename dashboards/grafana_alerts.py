@@ -1,0 +1,120 @@
+"""The idle and under-used slice alerts as Grafana-managed rules, in Grafana's file-provisioning format.
+
+grafanalib's alert classes emit the ruler-API shape, so this writes the documented provisioning
+structure directly: apiVersion 1, groups of {orgId, name, folder, interval, rules}, each rule with
+uid, title, condition, data (queries and server-side expressions), for, labels and annotations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboards.common import ACTIVITY, HOURLY_ACTIVITY_RULE
+from dashboards.thresholds import Thresholds
+
+EXPRESSION_DATASOURCE = "__expr__"  # Grafana's server-side expressions (reduce, threshold)
+FOLDER = "MIG"
+INSTANCE_TEXT = (
+    "GPU instance {{ $labels.gi }} ({{ $labels.profile }}) on GPU {{ $labels.gpu }} of node {{ $labels.instance }}"
+)
+
+
+def _query(ref: str, expr: str, datasource_uid: str, seconds: int) -> dict[str, Any]:
+    return {
+        "refId": ref,
+        "relativeTimeRange": {"from": seconds, "to": 0},
+        "datasourceUid": datasource_uid,
+        "model": {"refId": ref, "expr": expr, "instant": True, "range": False, "intervalMs": 60000},
+    }
+
+
+def _expression(ref: str, model: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "refId": ref,
+        "datasourceUid": EXPRESSION_DATASOURCE,
+        "model": {"refId": ref, "datasource": {"type": "__expr__", "uid": EXPRESSION_DATASOURCE}, **model},
+    }
+
+
+def _rule(
+    uid: str,
+    title: str,
+    expr: str,
+    evaluator: dict[str, Any],
+    *,
+    datasource_uid: str,
+    window_s: int,
+    for_: str,
+    severity: str,
+    summary: str,
+    description: str,
+    panel: tuple[str, int] | None,
+) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "uid": uid,
+        "title": title,
+        "condition": "C",
+        "data": [
+            _query("A", expr, datasource_uid, window_s),
+            _expression("B", {"type": "reduce", "expression": "A", "reducer": "last"}),
+            _expression("C", {"type": "threshold", "expression": "B", "conditions": [{"evaluator": evaluator}]}),
+        ],
+        "noDataState": "OK",  # no GPU instances selected is not a problem; MigExporterDown covers a silent node
+        "execErrState": "Error",
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary, "description": description, "runbook": f"README.md#{title.lower()}"},
+        "isPaused": False,
+    }
+    if panel is not None:
+        rule["dashboardUid"], rule["panelId"] = panel
+    return rule
+
+
+def alert_rules(th: Thresholds, datasource_uid: str, panel: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The provisioning file's content; `panel` (dashboard UID, panel id) links the rules to a panel."""
+    idle_pct, underused_pct = f"{th.idle:.0%}", f"{th.underused:.0%}"
+    idle = _rule(
+        "mig-instance-idle",
+        "MigInstanceIdle",
+        f"avg_over_time({ACTIVITY}[5m])",
+        {"type": "lt", "params": [th.idle]},
+        datasource_uid=datasource_uid,
+        window_s=600,
+        for_=th.idle_for,
+        severity="warning",
+        summary=(
+            "Idle MIG slice {{ $labels.profile }} (GPU {{ $labels.gpu }}, GI {{ $labels.gi }}) "
+            "on {{ $labels.instance }}"
+        ),
+        description=(
+            f"{INSTANCE_TEXT} has been below {idle_pct} graphics-engine activity for {th.idle_for} "
+            "(5-minute mean now {{ humanizePercentage $values.B.Value }}). Its slices are allocated but do no work."
+        ),
+        panel=panel,
+    )
+    underused = _rule(
+        "mig-instance-underutilized",
+        "MigInstanceUnderutilized",
+        f"avg_over_time({HOURLY_ACTIVITY_RULE}[1d])",
+        {"type": "within_range", "params": [th.idle, th.underused]},
+        datasource_uid=datasource_uid,
+        window_s=86400,
+        for_="1h",
+        severity="info",
+        summary=(
+            "Under-used MIG slice {{ $labels.profile }} (GPU {{ $labels.gpu }}, GI {{ $labels.gi }}) "
+            "on {{ $labels.instance }}"
+        ),
+        description=(
+            f"{INSTANCE_TEXT} averaged {{{{ humanizePercentage $values.B.Value }}}} graphics-engine activity over the "
+            f"last day (under {underused_pct}). A smaller MIG profile would likely serve its workload."
+        ),
+        panel=panel,
+    )
+    return {
+        "apiVersion": 1,
+        "groups": [
+            {"orgId": 1, "name": "mig-exporter", "folder": FOLDER, "interval": "1m", "rules": [idle, underused]}
+        ],
+    }

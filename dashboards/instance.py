@@ -1,0 +1,156 @@
+"""The "MIG instance" dashboard: one GPU instance's activity, memory, compute instances and pods."""
+
+from __future__ import annotations
+
+from grafanalib import core as g
+
+from dashboards.common import (
+    ACTIVITY,
+    DATASOURCE,
+    GPU_ACTIVITY_RULE,
+    activity_steps,
+    datasource_variable,
+    pos,
+    query_variable,
+    stat,
+    target,
+    timeseries,
+)
+from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
+
+UID = "mig-instance"
+SEL = 'instance="$instance", gpu="$gpu", gi="$gi"'
+RATIOS = (
+    ("gr_engine_active", "graphics engine active"),
+    ("sm_active", "SM active"),
+    ("sm_occupancy", "SM occupancy"),
+    ("tensor_active", "tensor active"),
+    ("dram_active", "DRAM active"),
+)
+
+
+def _info_table(title: str, expr: str, grid: g.GridPos, columns: dict[str, str]) -> g.Table:
+    """A table of an `_info` series' labels, keeping `columns` (label -> header) in order."""
+    return g.Table(
+        title=title,
+        dataSource=DATASOURCE,
+        gridPos=grid,
+        targets=[target(expr, "A", instant=True, table=True)],
+        transformations=[
+            {"id": "filterFieldsByName", "options": {"include": {"names": list(columns)}}},
+            {
+                "id": "organize",
+                "options": {
+                    "indexByName": {name: i for i, name in enumerate(columns)},
+                    "renameByName": columns,
+                },
+            },
+        ],
+    )
+
+
+def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
+    """One GPU instance in detail."""
+    return g.Dashboard(
+        title="MIG instance",
+        uid=UID,
+        description="One MIG GPU instance: activity, memory, compute instances and pods (mig-exporter).",
+        tags=["mig-exporter", "gpu", "mig"],
+        timezone="browser",
+        refresh="1m",
+        schemaVersion=39,
+        time=g.Time("now-6h", "now"),
+        graphTooltip=1,
+        links=[g.DashboardLink(title="MIG dashboards", tags=["mig-exporter"], asDropdown=True, includeVars=False)],
+        templating=g.Templating(
+            [
+                datasource_variable(),
+                query_variable("instance", "Node", "label_values(mig_instance_info, instance)", multi=False),
+                query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance="$instance"}, gpu)', multi=False),
+                query_variable(
+                    "gi",
+                    "GPU instance",
+                    'label_values(mig_instance_info{instance="$instance", gpu="$gpu"}, gi)',
+                    multi=False,
+                ),
+            ]
+        ),
+        panels=[
+            stat(
+                "Profile",
+                f"mig_instance_info{{{SEL}}}",
+                pos(0, 0, 6, 4),
+                legend="{{profile}}",
+                textMode="name",
+            ),
+            stat(
+                "Placement (memory slices)",
+                f"mig_instance_info{{{SEL}}}",
+                pos(6, 0, 4, 4),
+                legend="start {{placement_start}}, size {{placement_size}}",
+                textMode="name",
+            ),
+            stat(
+                "Mean activity (range)",
+                f"avg_over_time({ACTIVITY}{{{SEL}}}[$__range])",
+                pos(10, 0, 5, 4),
+                unit="percentunit",
+                decimals=1,
+                steps=activity_steps(th),
+                description=f"Idle below {th.idle:.0%}, under-used below {th.underused:.0%}.",
+            ),
+            stat("Memory used", f"mig_instance_memory_used_bytes{{{SEL}}}", pos(15, 0, 5, 4), unit="bytes"),
+            stat("Memory total", f"mig_instance_memory_total_bytes{{{SEL}}}", pos(20, 0, 4, 4), unit="bytes"),
+            timeseries(
+                "Activity ratios",
+                [
+                    target(f"mig_instance_{name}_ratio{{{SEL}}}", chr(65 + i), label)
+                    for i, (name, label) in enumerate(RATIOS)
+                ],
+                pos(0, 4, 12, 9),
+                unit="percentunit",
+                valueMin=0,
+                valueMax=1,
+                description="Relative to the GPU instance; a ratio the source cannot read is absent.",
+            ),
+            timeseries(
+                "Memory used vs total",
+                [
+                    target(f"mig_instance_memory_used_bytes{{{SEL}}}", "A", "used"),
+                    target(f"mig_instance_memory_total_bytes{{{SEL}}}", "B", "total"),
+                ],
+                pos(12, 4, 12, 9),
+                unit="bytes",
+                valueMin=0,
+            ),
+            timeseries(
+                "Compute instances",
+                [target(f"mig_compute_instance_gr_engine_active_ratio{{{SEL}}}", "A", "CI {{ci}}")],
+                pos(0, 13, 12, 8),
+                unit="percentunit",
+                valueMin=0,
+                valueMax=1,
+                description="Graphics-engine activity of each compute instance (MIG device), relative to itself.",
+            ),
+            timeseries(
+                "Whole GPU (slice-weighted)",
+                [target(f'{GPU_ACTIVITY_RULE}{{instance="$instance", gpu="$gpu"}}', "A", "GPU {{gpu}}")],
+                pos(12, 13, 12, 8),
+                unit="percentunit",
+                valueMin=0,
+                valueMax=1,
+            ),
+            _info_table(
+                "Compute instances (MIG devices)",
+                f"mig_compute_instance_info{{{SEL}}}",
+                pos(0, 21, 12, 6),
+                {"ci": "CI", "ci_profile": "CI profile", "mig_uuid": "MIG device UUID"},
+            ),
+            _info_table(
+                "Pods",
+                f"mig_instance_pod_info{{{SEL}}}",
+                pos(12, 21, 12, 6),
+                {"ci": "CI", "namespace": "namespace", "pod": "pod", "container": "container"},
+            ),
+        ],
+    ).auto_panel_ids()
