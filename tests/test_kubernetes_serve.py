@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.model import Snapshot
 from tests.support.kubelet import DGX_POD_INFO, FakeKubelet, dgx_pods, short_socket_dir
-from tests.support.processes import ExporterProcess, wait_until
+from tests.support.processes import ExporterProcess, PrometheusServer, wait_until
 from tests.support.snapshots import fixed_snapshot
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parent.parent
+README_JOIN = re.compile(r"```promql\n(mig_instance_pod_info \* on .*?)```", re.DOTALL)
 SERVE_ARGS = ["--source", "synthetic", "--scenario", "dgx-h100", "--interval", "0.2", "--kubelet-interval", "0.2"]
 
 
@@ -72,3 +75,22 @@ def test_serve_pod_labels_switch(kubelet: FakeKubelet, tmp_path: Path) -> None:
             'mig_instance_gr_engine_active_ratio{container="trainer",gi="1",gpu="1",namespace="research",pod="train-a"'
         )
         wait_until(lambda: line in exporter.metrics(), 15, "pod labels on GPU 1 GI 1")
+
+
+@pytest.mark.usefixtures("needs_prometheus")
+def test_kubernetes_readme_join_names_the_pods_on_idle_slices(kubelet: FakeKubelet, tmp_path: Path) -> None:
+    """README's PromQL join, run by a real Prometheus, names exactly the pods holding idle slices."""
+    args = [*SERVE_ARGS, "--kubelet-socket", kubelet.socket_path]
+    with ExporterProcess(args, log_path=tmp_path / "exporter.log") as exporter:
+        wait_until(lambda: pod_info(exporter.metrics()) == DGX_POD_INFO, 15, "pod_info for every held device")
+        target = exporter.url.removeprefix("http://")
+        with PrometheusServer(tmp_path / "prometheus", targets=[target]) as prometheus:
+            prometheus.wait_for_series("mig_instance_pod_info", min_count=len(DGX_POD_INFO))
+            join = README_JOIN.search((ROOT / "README.md").read_text())
+            assert join, "README.md lost its pod join example"
+            result = prometheus.query(join.group(1))
+            assert {(r["metric"]["gpu"], r["metric"]["gi"], r["metric"]["pod"]) for r in result} == {
+                ("0", "3", "infer-3"),
+                ("0", "7", "infer-7"),
+            }
+            assert all(r["metric"]["profile"] == "1g.10gb" for r in result)
