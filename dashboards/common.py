@@ -99,3 +99,28 @@ def timeseries(title: str, targets: list[g.Target], grid: g.GridPos, *, unit: st
         tooltipMode="multi",
         **extra,
     )
+
+
+def ratio_timeseries(title: str, targets: list[g.Target], grid: g.GridPos, description: str = "") -> g.TimeSeries:
+    """A graph of activity ratios, on a fixed 0-100% axis."""
+    return timeseries(title, targets, grid, unit="percentunit", valueMin=0, valueMax=1, description=description)
+
+
+def dashboard(
+    *, title: str, uid: str, description: str, since: str, variables: list[g.Template], panels: list[g.Panel]
+) -> g.Dashboard:
+    """A mig-exporter dashboard: tagged and cross-linked with the others, data source chosen first."""
+    return g.Dashboard(
+        title=title,
+        uid=uid,
+        description=description,
+        tags=["mig-exporter", "gpu", "mig"],
+        timezone="browser",
+        refresh="1m",
+        schemaVersion=39,
+        time=g.Time(since, "now"),
+        graphTooltip=1,
+        links=[g.DashboardLink(title="MIG dashboards", tags=["mig-exporter"], asDropdown=True, includeVars=False)],
+        templating=g.Templating([datasource_variable(), *variables]),
+        panels=panels,
+    ).auto_panel_ids()

@@ -12,12 +12,12 @@ from dashboards.common import (
     INSTANCE_KEY,
     INSTANCE_LEGEND,
     activity_steps,
-    datasource_variable,
+    dashboard,
     pos,
     query_variable,
+    ratio_timeseries,
     stat,
     target,
-    timeseries,
 )
 from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
@@ -169,27 +169,18 @@ def _table(th: Thresholds) -> g.Table:
 
 def fleet_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
     """The fleet view: counts and capacity of idle slices, the list of them, and activity over time."""
-    return g.Dashboard(
+    return dashboard(
         title="MIG fleet",
         uid=UID,
         description="Idle and under-used MIG slices across the fleet (mig-exporter).",
-        tags=["mig-exporter", "gpu", "mig"],
-        timezone="browser",
-        refresh="1m",
-        schemaVersion=39,
-        time=g.Time("now-24h", "now"),
-        graphTooltip=1,
-        links=[g.DashboardLink(title="MIG dashboards", tags=["mig-exporter"], asDropdown=True, includeVars=False)],
-        templating=g.Templating(
-            [
-                datasource_variable(),
-                query_variable("instance", "Node", "label_values(mig_instance_info, instance)"),
-                query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance=~"$instance"}, gpu)'),
-                query_variable(
-                    "profile", "Profile", 'label_values(mig_instance_info{instance=~"$instance", gpu=~"$gpu"}, profile)'
-                ),
-            ]
-        ),
+        since="now-24h",
+        variables=[
+            query_variable("instance", "Node", "label_values(mig_instance_info, instance)"),
+            query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance=~"$instance"}, gpu)'),
+            query_variable(
+                "profile", "Profile", 'label_values(mig_instance_info{instance=~"$instance", gpu=~"$gpu"}, profile)'
+            ),
+        ],
         panels=[
             *_stats(th),
             _table(th),
@@ -205,23 +196,17 @@ def fleet_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
                 legendDisplayMode="hidden",
                 extraJson={"fieldConfig": {"defaults": {"unit": "percentunit", "min": 0, "max": 1}}},
             ),
-            timeseries(
+            ratio_timeseries(
                 "Slice-weighted activity per GPU",
                 [target(f"{GPU_ACTIVITY_RULE}{{{GPU_SEL}}}", "A", "{{instance}} · GPU {{gpu}}")],
                 pos(0, 23, 12, 9),
-                unit="percentunit",
-                valueMin=0,
-                valueMax=1,
                 description="Whole-GPU activity: each instance's activity weighted by its compute slices, / 7.",
             ),
-            timeseries(
+            ratio_timeseries(
                 "Activity by profile",
                 [target(f"avg by (profile) ({ACTIVITY}{{{SEL}}})", "A", "{{profile}}")],
                 pos(12, 23, 12, 9),
-                unit="percentunit",
-                valueMin=0,
-                valueMax=1,
                 description="Mean activity of the GPU instances of each profile.",
             ),
         ],
-    ).auto_panel_ids()
+    )

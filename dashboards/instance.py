@@ -9,9 +9,10 @@ from dashboards.common import (
     DATASOURCE,
     GPU_ACTIVITY_RULE,
     activity_steps,
-    datasource_variable,
+    dashboard,
     pos,
     query_variable,
+    ratio_timeseries,
     stat,
     target,
     timeseries,
@@ -51,30 +52,21 @@ def _info_table(title: str, expr: str, grid: g.GridPos, columns: dict[str, str])
 
 def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
     """One GPU instance in detail."""
-    return g.Dashboard(
+    return dashboard(
         title="MIG instance",
         uid=UID,
         description="One MIG GPU instance: activity, memory, compute instances and pods (mig-exporter).",
-        tags=["mig-exporter", "gpu", "mig"],
-        timezone="browser",
-        refresh="1m",
-        schemaVersion=39,
-        time=g.Time("now-6h", "now"),
-        graphTooltip=1,
-        links=[g.DashboardLink(title="MIG dashboards", tags=["mig-exporter"], asDropdown=True, includeVars=False)],
-        templating=g.Templating(
-            [
-                datasource_variable(),
-                query_variable("instance", "Node", "label_values(mig_instance_info, instance)", multi=False),
-                query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance="$instance"}, gpu)', multi=False),
-                query_variable(
-                    "gi",
-                    "GPU instance",
-                    'label_values(mig_instance_info{instance="$instance", gpu="$gpu"}, gi)',
-                    multi=False,
-                ),
-            ]
-        ),
+        since="now-6h",
+        variables=[
+            query_variable("instance", "Node", "label_values(mig_instance_info, instance)", multi=False),
+            query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance="$instance"}, gpu)', multi=False),
+            query_variable(
+                "gi",
+                "GPU instance",
+                'label_values(mig_instance_info{instance="$instance", gpu="$gpu"}, gi)',
+                multi=False,
+            ),
+        ],
         panels=[
             stat(
                 "Profile",
@@ -101,16 +93,13 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
             ),
             stat("Memory used", f"mig_instance_memory_used_bytes{{{SEL}}}", pos(15, 0, 5, 4), unit="bytes"),
             stat("Memory total", f"mig_instance_memory_total_bytes{{{SEL}}}", pos(20, 0, 4, 4), unit="bytes"),
-            timeseries(
+            ratio_timeseries(
                 "Activity ratios",
                 [
                     target(f"mig_instance_{name}_ratio{{{SEL}}}", chr(65 + i), label)
                     for i, (name, label) in enumerate(RATIOS)
                 ],
                 pos(0, 4, 12, 9),
-                unit="percentunit",
-                valueMin=0,
-                valueMax=1,
                 description="Relative to the GPU instance; a ratio the source cannot read is absent.",
             ),
             timeseries(
@@ -123,22 +112,16 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
                 unit="bytes",
                 valueMin=0,
             ),
-            timeseries(
+            ratio_timeseries(
                 "Compute instances",
                 [target(f"mig_compute_instance_gr_engine_active_ratio{{{SEL}}}", "A", "CI {{ci}}")],
                 pos(0, 13, 12, 8),
-                unit="percentunit",
-                valueMin=0,
-                valueMax=1,
                 description="Graphics-engine activity of each compute instance (MIG device), relative to itself.",
             ),
-            timeseries(
+            ratio_timeseries(
                 "Whole GPU (slice-weighted)",
                 [target(f'{GPU_ACTIVITY_RULE}{{instance="$instance", gpu="$gpu"}}', "A", "GPU {{gpu}}")],
                 pos(12, 13, 12, 8),
-                unit="percentunit",
-                valueMin=0,
-                valueMax=1,
             ),
             _info_table(
                 "Compute instances (MIG devices)",
@@ -153,4 +136,4 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
                 {"ci": "CI", "namespace": "namespace", "pod": "pod", "container": "container"},
             ),
         ],
-    ).auto_panel_ids()
+    )

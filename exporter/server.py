@@ -1,20 +1,18 @@
-"""The HTTP face: /metrics serves pre-rendered bytes, plus /, /healthz and /readyz."""
+"""The HTTP face: /metrics serves pre-rendered bytes, plus /healthz, /readyz and the landing page (landing.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from exporter import __version__
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
 from exporter.kubernetes.refresher import PodAttributionRefresher
-from exporter.model import Entity, Field, Snapshot
+from exporter.landing import add_routes
 from exporter.sampler import Sampler
 
 log = logging.getLogger(__name__)
@@ -58,58 +56,6 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(text="ready\n")
 
 
-def _fmt_ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
-def _fmt_bytes(value: float | None) -> str:
-    return "-" if value is None else f"{value / 2**30:.1f} GiB"
-
-
-def landing_html(snapshot: Snapshot | None, source: str) -> str:
-    """A plain page: version, source and the node's MIG layout with live activity and memory."""
-    rows = []
-    if snapshot is not None:
-        for gpu in snapshot.topology.gpus:
-            sample = snapshot.samples.get(gpu.index)
-            state = "stale" if gpu.index in snapshot.stale_gpus else ""
-            rows.append(
-                f"<tr class='gpu {state}'><th colspan=5>GPU {gpu.index} · {html.escape(gpu.model)} · "
-                f"MIG {html.escape(gpu.mig_mode)} {state}</th></tr>"
-            )
-            targets = [
-                (Entity(gpu.index, i.gi), f"GI {i.gi}", i.profile, f"{i.placement_start}+{i.placement_size}")
-                for i in gpu.instances
-            ] or [(Entity(gpu.index), "whole GPU", "-", "-")]
-            for entity, name, profile, placement in targets:
-                act = sample.get(entity, Field.GR_ENGINE_ACTIVE) if sample else None
-                mem = sample.get(entity, Field.MEMORY_USED) if sample else None
-                idle = " class='idle'" if act is not None and act < 0.01 else ""
-                rows.append(
-                    f"<tr{idle}><td>{name}</td><td>{html.escape(profile)}</td><td>{placement}</td>"
-                    f"<td>{_fmt_ratio(act)}</td><td>{_fmt_bytes(mem)}</td></tr>"
-                )
-    table = "\n".join(rows) or "<tr><td colspan=5>no sample yet</td></tr>"
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>mig-exporter</title>
-<meta http-equiv="refresh" content="10">
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}
-tr.idle td{{color:#b00}}tr.gpu th{{background:#eee}}</style></head>
-<body><h1>mig-exporter {html.escape(__version__)}</h1>
-<p>Source: <b>{html.escape(source)}</b> · <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> ·
-<a href="/readyz">/readyz</a></p>
-<table><tr><th>instance</th><th>profile</th><th>placement (memory slices)</th><th>gr engine active</th>
-<th>memory used</th></tr>
-{table}
-</table></body></html>
-"""
-
-
-async def index(request: web.Request) -> web.Response:
-    sampler = request.app[SAMPLER]
-    return web.Response(text=landing_html(sampler.snapshot, sampler.source.name), content_type="text/html")
-
-
 async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
     """Take the first sample before serving, run the loop for the app's life, then clean up."""
     sampler = app[SAMPLER]
@@ -146,7 +92,7 @@ def build_app(
     app[SAMPLER] = sampler
     app[EXPOSITION] = exposition
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", index)
+    add_routes(app, sampler)  # /, /layout.html, /api/layout
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if attribution is not None:
