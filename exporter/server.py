@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -56,15 +57,24 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(text="ready\n")
 
 
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run `work` as a task while the block runs; cancel and await it on the way out."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
     """Take the first sample before serving, run the loop for the app's life, then clean up."""
     sampler = app[SAMPLER]
     await sampler.run_once()
-    task = asyncio.create_task(sampler.run(), name="sampler")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _background(sampler.run(), "sampler"):
+        yield
     await sampler.close()
 
 
@@ -72,11 +82,8 @@ def _attribution_loop(refresher: PodAttributionRefresher) -> Callable[[web.Appli
     """Run the kubelet refresher in the background for the app's life; serving never waits for it."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(refresher.run(), name="pod-attribution")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with _background(refresher.run(), "pod-attribution"):
+            yield
         await refresher.close()
 
     return context
