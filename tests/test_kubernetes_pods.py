@@ -252,3 +252,49 @@ def test_bad_kubernetes_flags_exit_2(args: list[str], message: str, capsys: pyte
     """A bad kubelet or pod-labels value ends with exit code 2 and one line naming the flag."""
     assert main(["serve", *args]) == 2
     assert capsys.readouterr().err.strip() == f"mig-exporter: error: {message}"
+
+
+# The kubelet's field numbers (k8s.io/kubelet/pkg/apis/podresources/v1/api.proto) for the fields we read.
+KUBELET_FIELDS = {
+    "ListPodResourcesResponse": {"pod_resources": 1},
+    "PodResources": {"name": 1, "namespace": 2, "containers": 3},
+    "ContainerResources": {"name": 1, "devices": 2},
+    "ContainerDevices": {"resource_name": 1, "device_ids": 2},
+}
+
+
+def test_kubelet_proto_matches_the_kubelet_and_the_generated_module(tmp_path: Path) -> None:
+    """api.proto keeps the kubelet's package, method and field numbers, and api_pb2 is generated from it."""
+    from google.protobuf import descriptor_pb2
+    from grpc_tools import protoc
+
+    from exporter.kubernetes import api_pb2
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "api.pb"
+    assert protoc.main(["protoc", f"-I{root}", f"--descriptor_set_out={out}", "exporter/kubernetes/api.proto"]) == 0
+    fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
+    for message in fresh.message_type:
+        for field in message.field:
+            field.ClearField("json_name")  # derived from the name; CopyToProto leaves it out
+    checked_in = descriptor_pb2.FileDescriptorProto()
+    api_pb2.DESCRIPTOR.CopyToProto(checked_in)
+    assert checked_in == fresh, "api_pb2*.py are stale: run the command in exporter/kubernetes/api.proto"
+    assert fresh.package == "v1" and fresh.service[0].name == "PodResourcesLister"
+    assert [m.name for m in fresh.service[0].method] == ["List"]
+    fields = {m.name: {f.name: f.number for f in m.field} for m in fresh.message_type if m.field}
+    assert fields == KUBELET_FIELDS
+
+
+async def test_kubelet_stale_socket_fails_fast(socket_path: str) -> None:
+    """A socket file nobody listens on (a crashed kubelet) reads kubelet_up 0 at once, not after the deadline."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(socket_path)
+    refresher = PodAttributionRefresher(socket_path, interval=1, timeout=5)
+    started = time.perf_counter()
+    await refresher.refresh()
+    await refresher.close()
+    assert refresher.kubelet_up is False
+    assert time.perf_counter() - started < 4  # loose: well under the 5 s deadline it would otherwise wait
