@@ -67,7 +67,7 @@ def holder(pod: str) -> Holder:
 
 
 def test_pod_device_id_forms_resolve_to_entities(snapshot: Snapshot) -> None:
-    """MIG UUIDs (with ::N), GPU UUIDs, GKE nvidia<i>/gi<id> and legacy MIG-GPU-<uuid>/gi/ci name the right entity."""
+    """MIG UUIDs (::N), GPU UUIDs, GKE nvidia<i>[/gi<id>][/vgpuN] and legacy MIG-GPU-<uuid>/gi/ci name their entity."""
     topology = snapshot.topology
     gpu4 = topology.gpu(4)
     gpu7 = topology.gpu(7)
@@ -80,14 +80,17 @@ def test_pod_device_id_forms_resolve_to_entities(snapshot: Snapshot) -> None:
         Allocation("nvidia.com/gpu", f"MIG-{gpu4.uuid}/1/2", holder("d")),
         Allocation("nvidia.com/gpu", f"MIG-{gpu4.uuid}/1/9", holder("unknown ci")),
         Allocation("nvidia.com/gpu", "nvidia4/gi6", holder("unknown gi")),
+        Allocation("nvidia.com/gpu", "nvidia4/gi1/vgpu3", holder("e")),
+        Allocation("nvidia.com/gpu", "nvidia7/vgpu0", holder("f")),
+        Allocation("nvidia.com/gpu", "nvidia9", holder("no such gpu")),
         Allocation("nvidia.com/gpu", "GPU-not-on-this-node", holder("elsewhere")),
     )
     resolved = PodAttribution(allocations).resolve(topology)
     assert resolved == {
-        Entity(4, 1, 0): (holder("c"),),
-        Entity(4, 1, 1): (holder("a"), holder("c")),
-        Entity(4, 1, 2): (holder("c"), holder("d")),
-        Entity(7): (holder("b"),),
+        Entity(4, 1, 0): (holder("c"), holder("e")),
+        Entity(4, 1, 1): (holder("a"), holder("c"), holder("e")),
+        Entity(4, 1, 2): (holder("c"), holder("d"), holder("e")),
+        Entity(7): (holder("b"), holder("f")),
     }
 
 

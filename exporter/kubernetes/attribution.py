@@ -3,8 +3,9 @@
 The kubelet names devices the way the device plugin advertised them. NVIDIA's plugin uses
 GPU UUIDs for whole GPUs (`nvidia.com/gpu`), MIG device UUIDs for MIG devices
 (`nvidia.com/mig-<profile>` in the mixed strategy, `nvidia.com/gpu` in the single one),
-`::N` suffixes for time-sliced replicas, `MIG-GPU-<uuid>/<gi>/<ci>` with drivers older
-than R470, and GKE's plugin `nvidia<index>/gi<id>`. Resolution needs the node's topology,
+`::N` suffixes for time-sliced replicas, and `MIG-GPU-<uuid>/<gi>/<ci>` with drivers older
+than R470. GKE's plugin uses `nvidia<index>` and `nvidia<index>/gi<id>`, with `/vgpu<N>`
+suffixes for shared GPUs. Resolution needs the node's topology,
 so it happens when a snapshot is rendered; nothing here does I/O.
 """
 
@@ -19,9 +20,10 @@ from exporter.model import Entity, Topology
 
 GPU_RESOURCE_PREFIXES = ("nvidia.com/gpu", "nvidia.com/mig-")
 
-_REPLICA_SUFFIX = re.compile(r"::\d+$")
+_SHARING_SUFFIX = re.compile(r"(::|/vgpu)\d+$")
 _LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9a-fA-F-]+)/(\d+)/(\d+)$")
-_GKE = re.compile(r"^nvidia(\d+)/gi(\d+)$")
+_GKE_GPU = re.compile(r"^nvidia(\d+)$")
+_GKE_MIG = re.compile(r"^nvidia(\d+)/gi(\d+)$")
 
 
 def is_gpu_resource(resource: str) -> bool:
@@ -95,7 +97,7 @@ class _DeviceIndex:
         }
 
     def lookup(self, device_id: str) -> tuple[Entity, ...]:
-        device_id = _REPLICA_SUFFIX.sub("", device_id)
+        device_id = _SHARING_SUFFIX.sub("", device_id)
         if device_id in self._migs:
             return (self._migs[device_id],)
         if device_id in self._gpus:
@@ -104,9 +106,11 @@ class _DeviceIndex:
             gpu = self._gpus.get(legacy.group(1))
             entity = Entity(gpu, int(legacy.group(2)), int(legacy.group(3))) if gpu is not None else None
             return (entity,) if entity in self._compute_instances else ()
-        if gke := _GKE.match(device_id):
+        if gke := _GKE_MIG.match(device_id):
             # GKE hands out whole GPU instances: the container holds every compute instance in it.
             return self._instances.get((int(gke.group(1)), int(gke.group(2))), ())
+        if (gke := _GKE_GPU.match(device_id)) and int(gke.group(1)) in self._gpus.values():
+            return (Entity(int(gke.group(1))),)
         return ()
 
 
