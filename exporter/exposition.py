@@ -17,7 +17,7 @@ from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
-from exporter.kubernetes.attribution import AttributionProvider, Holder, PodAttribution, holders_by_key
+from exporter.kubernetes.attribution import AttributionProvider, Holder, PodAttribution, holders_with_instances
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, Snapshot, Topology
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -264,7 +264,7 @@ class _Resolved:
             self._key, self.by_entity = (attribution, topology), attribution.resolve(topology)
             self.by_labels = {
                 (str(e.gpu), _label(e.gi), _label(e.ci)): holders
-                for e, holders in holders_by_key(self.by_entity).items()
+                for e, holders in holders_with_instances(self.by_entity).items()
             }
         return self
 

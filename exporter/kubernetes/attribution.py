@@ -114,7 +114,7 @@ class _DeviceIndex:
         return ()
 
 
-def holders_by_key(resolved: Mapping[Entity, tuple[Holder, ...]]) -> dict[Entity, tuple[Holder, ...]]:
+def holders_with_instances(resolved: Mapping[Entity, tuple[Holder, ...]]) -> dict[Entity, tuple[Holder, ...]]:
     """`resolved` plus an entry per GPU instance: the holders of any of its compute instances."""
     out: dict[Entity, set[Holder]] = {}
     for entity, holders in resolved.items():
