@@ -63,15 +63,13 @@ def render_times(rounds: int) -> dict[str, float]:
         "on": (native_families, exporter_families, pod_families(refresher)),
         "on+pod-labels": (with_pod_labels(native_families, refresher), exporter_families, pod_families(refresher)),
     }
-    out = {}
-    for name, builders in configs.items():
-        times = []
-        for _ in range(rounds):
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(rounds):  # interleaved, so all configurations see the same machine load
+        for name, builders in configs.items():
             started = time.perf_counter()
             render(snapshot, builders)
-            times.append(time.perf_counter() - started)
-        out[name] = statistics.median(times)
-    return out
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -107,7 +105,7 @@ def main() -> None:
                 exporter.stop()
     shutil.rmtree(folder, ignore_errors=True)
 
-    renders = render_times(50)
+    renders = render_times(200)
     base_lat = statistics.median(latencies["off"])
     print(f"dgx-h100, {args.scrapes} scrapes per configuration, interleaved; kubelet List every 1 s")
     print(
