@@ -6,13 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.exposition import Exposition
+from exporter.exposition import Exposition, native_families, pod_families, with_pod_labels
 from exporter.exposition_dcgm import builders_for
+from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.sampler import Sampler
 from exporter.server import build_app
 from exporter.settings import OPTIONS, ConfigError, Settings, resolve
@@ -35,12 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = commands.add_parser("serve", help="run the exporter daemon")
     for option in OPTIONS:
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if option.switch else {}
         serve.add_argument(
             option.flag,
             dest=option.key,
             default=None,
             metavar=option.metavar,
             help=f"{option.help} (env {option.env}; default {option.default})",
+            **switch,
         )
     serve.add_argument(
         "--config",
@@ -49,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
     )
     return parser
+
+
+def _exposition(names: str, attribution: PodAttributionRefresher | None, pod_labels: bool) -> Exposition:
+    """The families to render for `--names`, plus pod attribution when a kubelet socket is set."""
+    builders = list(builders_for(names))
+    if attribution is not None:
+        if pod_labels:
+            builders = [with_pod_labels(b, attribution) if b is native_families else b for b in builders]
+        builders.append(pod_families(attribution))
+    return Exposition(builders)
 
 
 def serve(settings: Settings) -> int:
@@ -68,7 +81,12 @@ def serve(settings: Settings) -> int:
         discovery_interval=settings.discovery_interval,
         deadline=settings.deadline,
     )
-    app = build_app(sampler, Exposition(builders_for(settings.names)))
+    refresher = (
+        PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
+        if settings.kubelet_socket
+        else None
+    )
+    app = build_app(sampler, _exposition(settings.names, refresher, settings.pod_labels), refresher)
     log.info("mig-exporter %s serving %s source on %s", __version__, source.name, settings.listen)
     try:
         web.run_app(

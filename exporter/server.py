@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
+from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.landing import add_routes
 from exporter.sampler import Sampler
 
@@ -55,20 +57,42 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(text="ready\n")
 
 
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run `work` as a task while the block runs; cancel and await it on the way out."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
     """Take the first sample before serving, run the loop for the app's life, then clean up."""
     sampler = app[SAMPLER]
     await sampler.run_once()
-    task = asyncio.create_task(sampler.run(), name="sampler")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _background(sampler.run(), "sampler"):
+        yield
     await sampler.close()
 
 
-def build_app(sampler: Sampler, exposition: Exposition | None = None) -> web.Application:
-    """The aiohttp application around a sampler; the sampler starts and stops with it."""
+def _attribution_loop(refresher: PodAttributionRefresher) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run the kubelet refresher in the background for the app's life; serving never waits for it."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async with _background(refresher.run(), "pod-attribution"):
+            yield
+        await refresher.close()
+
+    return context
+
+
+def build_app(
+    sampler: Sampler, exposition: Exposition | None = None, attribution: PodAttributionRefresher | None = None
+) -> web.Application:
+    """The aiohttp application around a sampler (and the pod-attribution refresher); they start and stop with it."""
     exposition = exposition or Exposition()
     sampler.subscribers.append(exposition.update)
     app = web.Application(client_max_size=1024)
@@ -78,5 +102,7 @@ def build_app(sampler: Sampler, exposition: Exposition | None = None) -> web.App
     add_routes(app, sampler)  # /, /layout.html, /api/layout
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if attribution is not None:
+        app.cleanup_ctx.append(_attribution_loop(attribution))
     app.cleanup_ctx.append(_sampling_loop)
     return app

@@ -70,6 +70,15 @@ def dcgm_host(value: str) -> str:
     return str(parse_listen(value))
 
 
+def boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One `serve` setting."""
@@ -79,6 +88,7 @@ class Option:
     default: str | None
     help: str
     metavar: str | None = None
+    switch: bool = False  # a flag given without a value means "true"
 
     @property
     def flag(self) -> str:
@@ -134,6 +144,22 @@ OPTIONS: tuple[Option, ...] = (
         "native",
         "metric names: native, or dcgm to also serve dcgm-exporter's names and labels",
     ),
+    Option(
+        "kubelet_socket",
+        str,
+        "/var/lib/kubelet/pod-resources/kubelet.sock",
+        "kubelet pod-resources socket for pod attribution; empty turns attribution off",
+        "PATH",
+    ),
+    Option("kubelet_interval", positive_seconds, "10", "seconds between kubelet pod-resources List calls", "SECONDS"),
+    Option(
+        "pod_labels",
+        boolean,
+        "false",
+        "also put namespace, pod and container labels on the series of allocated GPUs and MIG instances",
+        "BOOL",
+        switch=True,
+    ),
 )
 
 
@@ -146,6 +172,9 @@ class Settings:
     deadline: float | None
     scenario: str
     log_level: str
+    kubelet_socket: str
+    kubelet_interval: float
+    pod_labels: bool
     dcgm_bindings: str | None = None
     dcgm_host: str = "localhost:5555"
     names: str = "native"
