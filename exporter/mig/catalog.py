@@ -131,9 +131,36 @@ def _profiles(
     )
 
 
+# SM counts per profile. H100 NVL and H200 reuse the H100 80GB figures: they have the same 132-SM
+# die and MIG geometry (1g = 16 SMs is confirmed on H200 by `nvidia-smi mig -lgip`; the rest is assumed).
+_AMPERE_SMS = (14, 14, 14, 28, 42, 56, 98)
+_HOPPER_SMS = (16, 16, 26, 32, 60, 64, 132)
+
 BOARDS: dict[str, Board] = {
     b.key: b
     for b in (
+        Board(
+            key="a100-40gb",
+            title="A100 40GB",
+            model_names=("NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB", "NVIDIA A100 40GB PCIe"),
+            memory_gib=40,
+            profiles=_profiles(
+                ("1g.5gb", "1g.5gb+me", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"),
+                (4.75, 4.75, 9.75, 9.75, 19.62, 19.62, 39.50),
+                _AMPERE_SMS,
+            ),
+        ),
+        Board(
+            key="a100-80gb",
+            title="A100 80GB",
+            model_names=("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe", "NVIDIA A100-PCIE-80GB"),
+            memory_gib=80,
+            profiles=_profiles(
+                ("1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"),
+                (9.50, 9.50, 19.50, 19.50, 39.25, 39.25, 79.25),
+                _AMPERE_SMS,
+            ),
+        ),
         Board(
             key="h100-80gb",
             title="H100 80GB",
@@ -142,7 +169,31 @@ BOARDS: dict[str, Board] = {
             profiles=_profiles(
                 ("1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"),
                 (9.75, 9.75, 19.62, 19.62, 39.50, 39.50, 79.25),
-                (16, 16, 26, 32, 60, 64, 132),
+                _HOPPER_SMS,
+            ),
+        ),
+        Board(
+            key="h100-94gb",
+            title="H100 NVL 94GB",
+            model_names=("NVIDIA H100 NVL",),
+            memory_gib=94,
+            profiles=_profiles(
+                ("1g.12gb", "1g.12gb+me", "1g.24gb", "2g.24gb", "3g.47gb", "4g.47gb", "7g.94gb"),
+                (10.75, 10.75, 21.62, 21.62, 46.38, 46.38, 93.12),
+                _HOPPER_SMS,
+            ),
+        ),
+        Board(
+            key="h200-141gb",
+            title="H200 141GB",
+            model_names=("NVIDIA H200", "NVIDIA H200 NVL"),
+            memory_gib=141,
+            # 1g.18gb = 16.00 GiB is what the driver reports; the larger sizes are scaled from it with
+            # the H100 ratios (unverified: prefer the driver's profile list at run time).
+            profiles=_profiles(
+                ("1g.18gb", "1g.18gb+me", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"),
+                (16.00, 16.00, 32.25, 32.25, 64.75, 64.75, 130.00),
+                _HOPPER_SMS,
             ),
         ),
     )
@@ -159,10 +210,21 @@ def board(key: str) -> Board:
         raise UnknownBoardError(f"unknown GPU board {key!r} (valid: {', '.join(BOARDS)})") from None
 
 
+def _normalize_model(name: str) -> str:
+    """Case- and spacing-insensitive model name, without the vendor prefix."""
+    words = name.lower().split()
+    if words and words[0] == "nvidia":
+        words = words[1:]
+    return " ".join(words)
+
+
+_BY_MODEL = {_normalize_model(m): b for b in BOARDS.values() for m in b.model_names}
+
+
 def board_for_model(model_name: str) -> Board | None:
-    """The board matching a driver model name such as "NVIDIA H100 80GB HBM3", if any."""
-    wanted = model_name.strip().lower()
-    for b in BOARDS.values():
-        if any(wanted == m.lower() for m in b.model_names):
-            return b
-    return None
+    """The board matching a driver model name such as "NVIDIA H100 80GB HBM3", if any.
+
+    Matching ignores case, extra spaces and the "NVIDIA" prefix; it is exact otherwise, because
+    near names (H100 NVL vs H100 PCIe) have different memory per slice.
+    """
+    return _BY_MODEL.get(_normalize_model(model_name))
