@@ -20,7 +20,9 @@ def parse_duration(text: str) -> float:
         total += int(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if not value or pos != len(value):
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d, w, y), e.g. 30d or 1h30m")
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d, w, y), e.g. 30d or 1h30m"
+        )
     if total <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
     return total
@@ -52,7 +54,9 @@ def parse_time(text: str, now: float) -> float:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{text!r} is not a time: use now, unix seconds or ISO 8601 such as 2026-11-01T00:00:00Z") from None
+        raise ValueError(
+            f"{text!r} is not a time: use now, unix seconds or ISO 8601 such as 2026-11-01T00:00:00Z"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()

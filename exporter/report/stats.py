@@ -159,4 +159,3 @@ def percentile_from_histogram(histogram: Sequence[int], q: float) -> float:
         if seen >= rank:
             return index / (len(histogram) - 1)
     return 1.0
-

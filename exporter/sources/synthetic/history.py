@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TextIO
 
 from exporter.model import Field
@@ -51,11 +52,30 @@ def _is_constant(pattern: Pattern) -> bool:
     return isinstance(pattern, Idle | Steady) and not pattern.noise
 
 
+def _gpu_memory(sim: Simulator, gpu: int, t: float) -> float:
+    return float(sim.gpu_memory_used(gpu, t))
+
+
+def _gpu_busy(sim: Simulator, gpu: int, t: float) -> float:
+    return sim.gpu_activity(gpu, t)[Field.GR_ENGINE_ACTIVE]
+
+
+def _gi_busy(sim: Simulator, gpu: int, gi: int, t: float) -> float:
+    return sim.gi_activity(gpu, gi, t)[Field.GR_ENGINE_ACTIVE]
+
+
+def _gi_memory(sim: Simulator, gpu: int, gi: int, t: float) -> float:
+    return float(sim.gi_memory_used(gpu, gi, t))
+
+
+def _ci_busy(sim: Simulator, gpu: int, gi: int, ci: int, t: float) -> float:
+    return sim.ci_activity(gpu, gi, ci, t)[Field.GR_ENGINE_ACTIVE]
+
+
 def _node_series(node: Node) -> Iterator[_Series]:
     """Every series one node's exporter would expose for the families the report and dashboards read."""
     sim = node.simulator
     base = (("instance", node.instance), ("job", JOB))
-    gr = Field.GR_ENGINE_ACTIVE
     for index, gpu in enumerate(sim.topology().gpus):
         spec = sim.scenario.gpus[index]
         gpu_labels = (*base, ("gpu", str(gpu.index)), ("uuid", gpu.uuid))
@@ -66,13 +86,13 @@ def _node_series(node: Node) -> Iterator[_Series]:
         yield _Series(
             "mig_gpu_memory_used_bytes",
             gpu_labels,
-            _over_time(lambda t, g=index: float(sim.gpu_memory_used(g, t)), gpu_constant),
+            _over_time(partial(_gpu_memory, sim, index), gpu_constant),
         )
         if not gpu.mig_enabled:
             yield _Series(
                 "mig_gpu_gr_engine_active_ratio",
                 gpu_labels,
-                _over_time(lambda t, g=index: sim.gpu_activity(g, t)[gr], _is_constant(spec.activity)),
+                _over_time(partial(_gpu_busy, sim, index), _is_constant(spec.activity)),
             )
         for inst, inst_spec in zip(gpu.instances, spec.instances, strict=True):
             key = (*base, ("gpu", str(gpu.index)), ("gi", str(inst.gi)), ("profile", inst.profile))
@@ -88,12 +108,12 @@ def _node_series(node: Node) -> Iterator[_Series]:
             yield _Series(
                 "mig_instance_gr_engine_active_ratio",
                 key,
-                _over_time(lambda t, g=index, i=inst.gi: sim.gi_activity(g, i, t)[gr], busy_constant),
+                _over_time(partial(_gi_busy, sim, index, inst.gi), busy_constant),
             )
             yield _Series(
                 "mig_instance_memory_used_bytes",
                 key,
-                _over_time(lambda t, g=index, i=inst.gi: float(sim.gi_memory_used(g, i, t)), _is_constant(inst_spec.memory)),
+                _over_time(partial(_gi_memory, sim, index, inst.gi), _is_constant(inst_spec.memory)),
             )
             yield _Series("mig_instance_memory_total_bytes", key, _constant(float(inst.memory_total_bytes)))
             for ci, ci_spec in zip(inst.compute_instances, inst_spec.compute_instances, strict=True):
@@ -107,7 +127,7 @@ def _node_series(node: Node) -> Iterator[_Series]:
                     "mig_compute_instance_gr_engine_active_ratio",
                     (*ci_key, ("profile", inst.profile)),
                     _over_time(
-                        lambda t, g=index, i=inst.gi, c=ci.ci: sim.ci_activity(g, i, c, t)[gr],
+                        partial(_ci_busy, sim, index, inst.gi, ci.ci),
                         _is_constant(ci_spec.activity),
                     ),
                 )
@@ -130,7 +150,7 @@ def sample_times(start: float, end: float, step: float) -> list[float]:
 
 
 def write_openmetrics(nodes: Sequence[Node], times: Sequence[float], out: TextIO) -> int:
-    """Write every node's series at `times` as OpenMetrics (families contiguous, `# EOF` last); return the sample count."""
+    """Write every node's series at `times` as OpenMetrics (families contiguous, then `# EOF`); return the count."""
     by_family: dict[str, list[_Series]] = {}
     for node in nodes:
         for series in _node_series(node):
