@@ -136,8 +136,8 @@ class Collector:
         step = self.grid.step
         window = f"[{format_duration(step - 0.001)}]"
         lookback = f"[{format_duration(end - start + step)}]"
-        ranges = [
-            self._counted(self.client.query_range(f"{fn}({self.selector(metric)}{window})", start, end, step))
+        range_queries = [
+            f"{fn}({self.selector(metric)}{window})"
             for fn, metric in (
                 ("avg_over_time", ACTIVITY),
                 ("max_over_time", ACTIVITY),
@@ -146,17 +146,24 @@ class Collector:
             )
         ]
         pods_by = f"{self.node_label}, gpu, gi, namespace, pod"
-        instants = [
-            self._counted(self.client.query(f"last_over_time({self.selector(metric)}{lookback})", end))
-            for metric in (INSTANCE_INFO, GPU_INFO, MEMORY_TOTAL)
+        instant_queries = [
+            *(
+                f"last_over_time({self.selector(metric)}{lookback})"
+                for metric in (INSTANCE_INFO, GPU_INFO, MEMORY_TOTAL)
+            ),
+            f"group by ({pods_by}) (last_over_time({self.selector(POD_INFO)}{lookback}))",
         ]
-        instants.append(
-            self._counted(
-                self.client.query(f"group by ({pods_by}) (last_over_time({self.selector(POD_INFO)}{lookback}))", end)
-            )
-        )
-        act_mean, act_max, mem_mean, mem_max = await asyncio.gather(*ranges)
-        info, gpu_info, mem_total, pods = await asyncio.gather(*instants)
+        try:
+            async with asyncio.TaskGroup() as group:
+                ranges = [
+                    group.create_task(self._counted(self.client.query_range(q, start, end, step)))
+                    for q in range_queries
+                ]
+                instants = [group.create_task(self._counted(self.client.query(q, end))) for q in instant_queries]
+        except* PrometheusError as failed:
+            raise failed.exceptions[0] from None
+        act_mean, act_max, mem_mean, mem_max = (task.result() for task in ranges)
+        info, gpu_info, mem_total, pods = (task.result() for task in instants)
         for series in act_mean:
             self._instance(series.labels, ACTIVITY).acc.add_activity_means(series.points)
         for series in act_max:
