@@ -303,3 +303,17 @@ async def test_report_reads_through_a_path_prefix_with_a_bearer_token(
     token.write_text("wrong")
     with pytest.raises(PrometheusError, match=r"refused the request \(HTTP 401\): check --bearer-token-file"):
         await review(options_from(build_parser().parse_args([*argv, str(token)]), time.time()))
+
+
+def test_report_on_an_empty_prometheus_exits_2_naming_metric_and_url(tmp_path: Path) -> None:
+    """A Prometheus that holds no exporter data: exit 2, naming the metric looked for and the URL."""
+    with PrometheusServer(tmp_path / "empty") as prom:
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "report", "--prometheus", prom.url, "--window", "1h"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"no series for mig_instance_info or mig_instance_gr_engine_active_ratio at {prom.url}" in result.stderr
