@@ -51,10 +51,6 @@ class Grid:
     def columns(self) -> int:
         return min(HEAT_COLUMNS, self.points)
 
-    def column(self, t: float) -> int:
-        index = round((t - self.start) / self.step)
-        return min(self.columns - 1, max(0, index * self.columns // self.points))
-
 
 @dataclass
 class Accumulator:
@@ -81,6 +77,9 @@ class Accumulator:
 
     def add_activity_means(self, points: Iterable[tuple[float, float]]) -> None:
         """Per-step mean activity (0..1; NaN points are skipped)."""
+        grid, columns = self.grid, len(self.heat_sum)
+        per_column, last_column = grid.points / columns, columns - 1
+        histogram, heat_sum, heat_count = self.histogram, self.heat_sum, self.heat_count
         for t, raw in points:
             if math.isnan(raw):
                 continue
@@ -89,10 +88,10 @@ class Accumulator:
             self.total += value
             if value < self.idle_threshold:
                 self.idle += 1
-            self.histogram[round(value * HISTOGRAM_BINS)] += 1
-            column = self.grid.column(t)
-            self.heat_sum[column] += value
-            self.heat_count[column] += 1
+            histogram[round(value * HISTOGRAM_BINS)] += 1
+            column = min(last_column, max(0, int(round((t - grid.start) / grid.step) / per_column)))
+            heat_sum[column] += value
+            heat_count[column] += 1
             self.first_seen = min(self.first_seen, t)
             self.last_seen = max(self.last_seen, t)
 
