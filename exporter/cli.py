@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from aiohttp import web
 
-from exporter import __version__
+from exporter import __version__, plan_cli
 from exporter.sampler import Sampler
 from exporter.server import build_app
 from exporter.settings import OPTIONS, ConfigError, Settings, resolve
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
     )
+    plan_cli.add_parser(commands)
     return parser
 
 
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "serve":
             return serve(resolve(vars(args)))
+        if args.command == "plan":
+            return plan_cli.run(args)
     except (ConfigError, SourceUnavailableError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2
