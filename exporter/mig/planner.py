@@ -2,16 +2,19 @@
 
 `place` searches every arrangement of allowed starts and keeps the one that leaves the most room:
 compared profile by profile, largest first, by how many more instances could still be added, then by
-the longest free memory runs, then by the lowest starts. `pack` is a branch-and-bound over the board's
-maximal single-GPU layouts with lower bounds; it is exact whenever it finishes within its node budget,
-which it does on every small demand and on most large ones (where the first greedy dive already meets
-the lower bound).
+the longest free memory runs, then by the lowest starts.
+
+`pack` is exact at any size. It relies on the slice geometry every catalog board shares: apart from the
+whole-GPU profile, no allowed placement crosses the middle of the memory row, so a GPU is a left half
+(memory 0-3: one 4g or 3g, or two pairs) and a right half (memory 4-7: one 3g, or the pair 4-5 and the
+pair 6-7, which takes a double-memory 1g or a single 1g but no 2g). Pairs of one kind are interchangeable,
+so whether a demand fits G GPUs depends only on how many 3g sit on the left; the smallest G is found by
+bisection and the layouts are then built pair by pair.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,12 +22,6 @@ from functools import cache
 
 from exporter.mig.catalog import COMPUTE_SLICES, MEMORY_SLICES, Board, GiProfile
 from exporter.mig.placement import Placement
-
-_FULL_MEMORY = (1 << MEMORY_SLICES) - 1
-# Nodes the fleet search may visit after its first greedy dive before it settles for the best found.
-_NODE_BUDGET = 4000
-# Demands whose lower bound exceeds this many GPUs are packed greedily down to this size first.
-_EXACT_GPUS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,131 +169,162 @@ def _best_arrangement(board: Board, wanted: list[GiProfile]) -> list[Placement] 
 
 # --- fleet packing --------------------------------------------------------------------------------------
 
-Vector = tuple[int, ...]
+# The slice geometry `pack` relies on, by role: (compute slices, memory slices, allowed starts).
+_SHAPE = {
+    "7g": (7, 8, (0,)),
+    "4g": (4, 4, (0,)),
+    "3g": (3, 4, (0, 4)),
+    "2g": (2, 2, (0, 2, 4)),
+    "1g2": (1, 2, (0, 2, 4, 6)),
+    "1g": (1, 1, (0, 1, 2, 3, 4, 5, 6)),
+    "me": (1, 1, (0, 1, 2, 3, 4, 5, 6)),
+}
+
+
+class UnsupportedBoardError(ValueError):
+    """A board whose slice geometry fleet packing does not model."""
 
 
 @cache
-def _feasible(board: Board) -> frozenset[Vector]:
-    """Every multiset of the board's profiles (as counts in board order) that fits one GPU."""
-    ranges = [range(p.max_count + 1) for p in board.profiles]
-    out = set()
-    for counts in itertools.product(*ranges):
-        profiles = [p for p, n in zip(board.profiles, counts, strict=True) for _ in range(n)]
-        if _aggregate_error(board, profiles) is None and _best_arrangement(board, profiles) is not None:
-            out.add(counts)
-    return frozenset(out)
+def _roles(board: Board) -> dict[str, GiProfile]:
+    """The board's profile for each role of the standard geometry; raises UnsupportedBoardError."""
+    roles: dict[str, GiProfile] = {}
+    for p in board.profiles:
+        role = next(
+            (r for r, shape in _SHAPE.items() if shape == (p.compute_slices, p.memory_slices, p.starts)),
+            None,
+        )
+        if role == "1g" and p.is_media_extension:
+            role = "me"
+        if role is None or role in roles or (role == "me") != p.is_media_extension:
+            raise UnsupportedBoardError(f"fleet packing does not model the slice geometry of {board.key}")
+        roles[role] = p
+    if roles.keys() != _SHAPE.keys():
+        raise UnsupportedBoardError(f"fleet packing does not model the slice geometry of {board.key}")
+    return roles
 
 
-@cache
-def _maximal(board: Board) -> tuple[Vector, ...]:
-    """Feasible multisets to which no further instance can be added, in a fixed order."""
-    feasible = _feasible(board)
-    out = []
-    for v in sorted(feasible, reverse=True):
-        bumped = ((*v[:i], v[i] + 1, *v[i + 1 :]) for i in range(len(v)))
-        if not any(b in feasible for b in bumped):
-            out.append(v)
-    return tuple(out)
+@dataclass(frozen=True, slots=True)
+class _Halves:
+    """How G GPUs split into halves and pairs when `x` of the 3g instances sit on the left."""
+
+    full_full: int  # 4g/3g left with 3g right: no pairs
+    full_ab: int  # 4g/3g left with a right A and B pair
+    aa_full: int  # two left A pairs with a 3g right
+    aa_ab: int  # two left A pairs, a right A and B pair
+    me_in_b: int  # +me instances put in B pairs (the rest take a slot of an A pair)
+
+    @property
+    def a_pairs(self) -> int:
+        return self.full_ab + 2 * self.aa_full + 3 * self.aa_ab
+
+    @property
+    def b_pairs(self) -> int:
+        return self.full_ab + self.aa_ab
 
 
-@cache
-def _layout(board: Board, counts: Vector) -> tuple[Placement, ...]:
-    profiles = sorted((p for p, n in zip(board.profiles, counts, strict=True) for _ in range(n)), key=_size_order)
-    return tuple(place(board, profiles).placements)
+def _fits(n: dict[str, int], gpus: int, x: int) -> _Halves | None:
+    """The split of `gpus` GPUs (besides the 7g ones) that holds demand `n` with x 3g on the left, if any."""
+    y = n["3g"] - x
+    left_full, left_aa = n["4g"] + x, gpus - n["4g"] - x
+    right_ab = gpus - y
+    if min(y, left_aa, right_ab) < 0:
+        return None
+    # Pairing full left halves with A+B right halves first leaves the most GPUs with pairs (for +me).
+    full_ab = min(left_full, right_ab)
+    h = _Halves(left_full - full_ab, full_ab, y - (left_full - full_ab), right_ab - full_ab, 0)
+    if n["me"] > gpus - h.full_full:
+        return None
+    # +me in a spare B pair costs nothing; past the B pairs the double-memory 1g needs, it costs capacity.
+    me_b = min(max(h.b_pairs - n["1g2"], 0), n["me"], h.b_pairs)
+    a_free, b_free = h.a_pairs - (n["me"] - me_b), h.b_pairs - me_b
+    b20 = min(n["1g2"], b_free)
+    a_free -= n["2g"] + n["1g2"] - b20
+    if a_free < 0:
+        return None
+    if 2 * a_free + (b_free - b20) + (n["me"] - me_b) < n["1g"]:
+        return None
+    return _Halves(h.full_full, h.full_ab, h.aa_full, h.aa_ab, me_b)
 
 
-def _weights(board: Board) -> tuple[int, ...]:
-    """How much of a GPU each profile takes, in 56ths (compute of 7 plus memory of 8); +me counts extra."""
-    return tuple(
-        p.compute_slices * 8 + p.memory_slices * 7 + (1 if p.is_media_extension else 0) for p in board.profiles
-    )
+def _smallest(n: dict[str, int]) -> tuple[int, int, _Halves]:
+    """The fewest GPUs (besides the 7g ones) for demand `n`, with the 3g split and halves that achieve it."""
 
+    def split(gpus: int) -> tuple[int, _Halves] | None:
+        for x in range(n["3g"] + 1):
+            h = _fits(n, gpus, x)
+            if h is not None:
+                return x, h
+        return None
 
-def lower_bound(board: Board, demand: Sequence[GiProfile]) -> int:
-    """A number of GPUs that no packing of `demand` can beat."""
-    return _lower_bound(board, _vector(board, demand))
-
-
-def _lower_bound(board: Board, d: Vector) -> int:
-    profiles = board.profiles
-    whole = sum(n for p, n in zip(profiles, d, strict=True) if p.compute_slices == COMPUTE_SLICES)
-    rest = [(p, n) for p, n in zip(profiles, d, strict=True) if p.compute_slices < COMPUTE_SLICES]
-    per_gpu = {i: max(v[i] for v in _maximal(board)) for i in range(len(profiles))}
-    bounds = [
-        math.ceil(sum(p.compute_slices * n for p, n in rest) / COMPUTE_SLICES),
-        math.ceil(sum(p.memory_slices * n for p, n in rest) / MEMORY_SLICES),
-        sum(n for p, n in rest if p.is_media_extension),
-        # Two profiles of more than half the compute slices never share a GPU.
-        sum(n for p, n in rest if 2 * p.compute_slices > COMPUTE_SLICES),
-    ]
-    bounds += [math.ceil(n / per_gpu[i]) for i, (_, n) in enumerate(zip(profiles, d, strict=True)) if n and per_gpu[i]]
-    return whole + max(bounds)
-
-
-def _vector(board: Board, demand: Sequence[GiProfile]) -> Vector:
-    counts = Counter(p.name for p in demand)
-    for name in counts:
-        board.profile(name)  # raises UnknownProfileError for a profile of another board
-    return tuple(counts[p.name] for p in board.profiles)
+    low, high = 0, sum(v for k, v in n.items() if k != "7g")  # one instance per GPU always fits
+    while low < high:
+        mid = (low + high) // 2
+        if split(mid) is None:
+            low = mid + 1
+        else:
+            high = mid
+    found = split(low)
+    assert found is not None
+    return low, found[0], found[1]
 
 
 def pack(board: Board, demand: Sequence[GiProfile]) -> list[list[Placement]]:
-    """Layouts for the fewest GPUs of `board` that together hold every instance in `demand`.
+    """Layouts for the fewest GPUs of `board` that together hold every instance in `demand` (exact).
 
-    Exact when the search completes (always for small demands); otherwise the best found within a fixed
-    node budget, so the answer is deterministic. Compare with `lower_bound` to see how close it is.
+    Raises UnknownProfileError for a profile the board does not offer.
     """
-    d = _vector(board, demand)
-    if not any(d):
-        return []
-    maximal = _maximal(board)
-    weights = _weights(board)
-    # The type every candidate GPU must contain: the largest remaining profile (breaks GPU-order symmetry).
-    by_size = sorted(range(len(board.profiles)), key=lambda i: _size_order(board.profiles[i]))
+    roles = _roles(board)
+    counts = Counter(p.name for p in demand)
+    for name in counts:
+        board.profile(name)
+    n = {role: counts[p.name] for role, p in roles.items()}
+    gpus, x, h = _smallest(n)
+    # Each GPU as its slots: a profile role per start, or "A"/"B" for a free pair, "a" for a free 1g slot.
+    slots: list[dict[int, str]] = (
+        [{0: "4g|3g", 4: "3g"}] * h.full_full
+        + [{0: "4g|3g", 4: "A", 6: "B"}] * h.full_ab
+        + [{0: "A", 2: "A", 4: "3g"}] * h.aa_full
+        + [{0: "A", 2: "A", 4: "A", 6: "B"}] * h.aa_ab
+    )
+    slots = [dict(s) for s in slots]
+    lefts = iter(["4g"] * n["4g"] + ["3g"] * x)
+    for s in slots:
+        if s.get(0) == "4g|3g":
+            s[0] = next(lefts)
 
-    def candidates(rem: Vector) -> list[Vector]:
-        lead = next(i for i in by_size if rem[i])
-        subs = {tuple(min(a, b) for a, b in zip(v, rem, strict=True)) for v in maximal if v[lead]}
-        kept = [s for s in subs if not any(o != s and all(x <= y for x, y in zip(s, o, strict=True)) for o in subs)]
-        kept.sort(key=lambda s: (-sum(w * n for w, n in zip(weights, s, strict=True)), tuple(-n for n in s)))
-        return kept
+    def take(kind: str, role: str, limit: int, skip: frozenset[int] = frozenset()) -> list[int]:
+        """Fill up to `limit` free slots of `kind` with `role`, GPU by GPU; the GPU of each slot filled."""
+        used: list[int] = []
+        for i, s in enumerate(slots):
+            for start in sorted(s):
+                if len(used) == limit:
+                    return used
+                if s[start] == kind and i not in skip:
+                    s[start] = role
+                    if kind == "A" and role in ("1g", "me"):
+                        s[start + 1] = "a"  # the pair's second slot stays free for a 1g
+                    used.append(i)
+                    if role == "me":
+                        break  # at most one +me per GPU
+        return used
 
-    # Greedy bulk: while the demand is large, give each GPU the fullest layout holding the largest profile
-    # left; the exact search below then settles the last few GPUs, where a greedy choice goes wrong.
-    rem, prefix = d, []
-    while _lower_bound(board, rem) > _EXACT_GPUS:
-        gpu = candidates(rem)[0]
-        prefix.append(gpu)
-        rem = tuple(a - b for a, b in zip(rem, gpu, strict=True))
+    me_gpus = frozenset(take("B", "me", h.me_in_b))
+    take("A", "me", n["me"] - h.me_in_b, skip=me_gpus)
+    take("A", "2g", n["2g"])
+    take("A", "1g2", n["1g2"] - len(take("B", "1g2", n["1g2"])))
+    left = n["1g"] - len(take("a", "1g", n["1g"]))
+    left -= len(take("B", "1g", left))
+    left -= len(take("A", "1g", (left + 1) // 2))
+    left -= len(take("a", "1g", left))
+    assert left == 0
+    layouts = [[roles["7g"]]] * n["7g"] + [[roles[v] for _, v in sorted(s.items()) if v in roles] for s in slots]
+    assert len(layouts) == n["7g"] + gpus
+    return [list(_layout(board, tuple(sorted(profiles, key=_size_order)))) for profiles in layouts]
 
-    best: list[Vector] | None = None
-    seen: dict[Vector, int] = {}
-    nodes = 0
-    root_bound = _lower_bound(board, rem)
 
-    def search(rem: Vector, path: list[Vector]) -> bool:
-        """Depth-first; True once a packing meeting the root lower bound is found (nothing can beat it)."""
-        nonlocal best, nodes
-        if not any(rem):
-            if best is None or len(path) < len(best):
-                best = list(path)
-            return len(path) == root_bound
-        if best is not None:
-            if nodes >= _NODE_BUDGET or len(path) + _lower_bound(board, rem) >= len(best):
-                return False
-            nodes += 1
-        if seen.get(rem, math.inf) <= len(path):
-            return False
-        seen[rem] = len(path)
-        for gpu in candidates(rem):
-            path.append(gpu)
-            done = search(tuple(a - b for a, b in zip(rem, gpu, strict=True)), path)
-            path.pop()
-            if done:
-                return True
-        return False
-
-    if any(rem):
-        search(rem, [])
-    assert best is not None or not any(rem)
-    return [list(_layout(board, gpu)) for gpu in [*prefix, *(best or [])]]
+@cache
+def _layout(board: Board, profiles: tuple[GiProfile, ...]) -> tuple[Placement, ...]:
+    plan = place(board, profiles)
+    assert plan.fits, plan.reason
+    return tuple(plan.placements)
