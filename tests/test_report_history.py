@@ -41,7 +41,8 @@ def test_report_history_has_the_series_the_exporter_exposes() -> None:
     """Every history series is one the exporter exposes, with the same labels plus instance and job."""
     exposed = parse(render(fixed_snapshot("dgx-h100"), [native_families]).openmetrics.decode())
     written = parse(history("dgx-h100", [FIXED_TIME]))
-    stripped = {(name, frozenset((k, v) for k, v in labels if k not in ("instance", "job"))) for name, labels in written}
+    scrape_labels = ("instance", "job")
+    stripped = {(name, frozenset((k, v) for k, v in labels if k not in scrape_labels)) for name, labels in written}
     assert stripped <= set(exposed)
     names = {name for name, _ in written}
     for required in (
@@ -81,8 +82,10 @@ def test_report_history_cli_writes_backfillable_openmetrics(tmp_path: Path) -> N
     """The subcommand writes two nodes' history for a window, distinct instance labels, ending in # EOF."""
     out = tmp_path / "h.om"
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", "simulate-history", "--scenario", "demo", "--scenario", "demo"]
-        + ["--window", "1h", "--step", "15m", "--end", "2026-11-01T00:00:00Z", "--out", str(out)],
+        [
+            *(sys.executable, "-m", "exporter", "simulate-history", "--scenario", "demo", "--scenario", "demo"),
+            *("--window", "1h", "--step", "15m", "--end", "2026-11-01T00:00:00Z", "--out", str(out)),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -110,7 +110,7 @@ async def test_report_passes_on_prometheus_query_errors(aiohttp_server: AiohttpS
     step=st.sampled_from([1, 15, 60, 300, 3600]),
     limit=st.integers(1, MAX_POINTS_PER_QUERY),
 )
-def test_report_range_queries_cover_the_window_in_bounded_chunks(start: int, points: int, step: int, limit: int) -> None:
+def test_report_range_queries_cover_the_window_in_chunks(start: int, points: int, step: int, limit: int) -> None:
     """Chunks hold every evaluation time of the window exactly once and never more than the limit each."""
     end = start + (points - 1) * step
     parts = chunks(start, end, step, limit)

@@ -16,8 +16,8 @@ from exporter.report.tables import (
     node_heading,
     notes,
     summary_table,
+    window_line,
 )
-from exporter.report.tables import window_line as describe_window
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #102a43; max-width: 1200px; }
@@ -52,7 +52,7 @@ def render_html(review: Review) -> str:
         "<title>MIG capacity review</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>MIG capacity review</h1>",
-        f'<p class="note">{escape(describe_window(review))}</p>',
+        f'<p class="note">{escape(window_line(review))}</p>',
         "<h2>Summary</h2>",
         _table(summary_table(review)),
         f"<p>{escape(action_counts(review))}</p>",

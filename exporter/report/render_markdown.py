@@ -13,8 +13,8 @@ from exporter.report.tables import (
     node_heading,
     notes,
     summary_table,
+    window_line,
 )
-from exporter.report.tables import window_line as describe_window
 
 
 def _cell(text: str) -> str:
@@ -28,7 +28,7 @@ def markdown_table(table: Table) -> str:
 
 
 def render_markdown(review: Review) -> str:
-    out = ["# MIG capacity review", "", describe_window(review), "", "## Summary", ""]
+    out = ["# MIG capacity review", "", window_line(review), "", "## Summary", ""]
     out += [markdown_table(summary_table(review)), "", action_counts(review), ""]
     out += ["## Instances", "", markdown_table(instance_table(review)), ""]
     out += ["## Recommended layouts", ""]

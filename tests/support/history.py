@@ -27,8 +27,10 @@ def backfill(nodes: Sequence[Node], times: Sequence[float], data_dir: Path, extr
         assert text.endswith("# EOF\n")
         source.write_text(text[: -len("# EOF\n")] + extra + "# EOF\n")
     result = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", f"--max-block-duration={MAX_BLOCK_DURATION}", "-q"]
-        + [str(source), str(data_dir)],
+        [
+            *(promtool, "tsdb", "create-blocks-from", "openmetrics", f"--max-block-duration={MAX_BLOCK_DURATION}"),
+            *("-q", str(source), str(data_dir)),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
