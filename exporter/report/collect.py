@@ -117,6 +117,9 @@ class Collector:
         self._tick(0)
         for index, (start, end) in enumerate(parts):
             await self._chunk(start, end, last=index == len(parts) - 1)
+        for seen in self.instances.values():
+            # Present at the end: listed by mig_instance_info, or still reporting activity, in the last chunk.
+            seen.present = seen.present or seen.acc.last_seen >= parts[-1][0]
         self._check_data(retention)
         for seen in self.instances.values():
             seen.pods = self.pods.get((seen.key.node, seen.key.gpu, seen.key.gi), set())
