@@ -181,6 +181,10 @@ def build_review(history: History, policy: Policy) -> Review:
         else:
             boards[gpu.board.key] = gpu.board
             groups[(node, gpu.board.key)].append(index)
+    for node, index in sorted(by_gpu, key=lambda k: (k[0], _num(k[1]))):
+        gpu = history.gpus.get((node, index))
+        if gpu is None or not gpu.present:
+            unplanned.append(f"{node} GPU {index}: no mig_gpu_info at the end of the window, its instances are kept")
 
     nodes: list[NodePlan] = []
     fleet_demand: dict[str, list[GiProfile]] = defaultdict(list)
