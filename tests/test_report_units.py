@@ -199,7 +199,7 @@ class _Terminal(io.StringIO):
 
 
 def test_report_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
-    """The progress bar draws on a terminal and stays silent when stderr is a file or pipe."""
+    """The progress bar draws on a terminal, ends its line after an error, and is silent on a file or pipe."""
     tty, pipe = _Terminal(), io.StringIO()
     for stream in (tty, pipe):
         bar = ProgressBar(stream, width=10)
@@ -207,3 +207,9 @@ def test_report_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
         bar(8, 8)
     assert tty.getvalue() == "\rquerying Prometheus [#####.....] 4/8\rquerying Prometheus [##########] 8/8\n"
     assert pipe.getvalue() == ""
+    interrupted = _Terminal()
+    bar = ProgressBar(interrupted, width=4)
+    bar(1, 4)
+    bar.close()
+    bar.close()
+    assert interrupted.getvalue() == "\rquerying Prometheus [#...] 1/4\n"

@@ -160,6 +160,7 @@ class ProgressBar:
         self.stream = stream
         self.width = width
         self.enabled = stream.isatty()
+        self.open = False  # a partial line is on the terminal
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
@@ -167,9 +168,16 @@ class ProgressBar:
         filled = self.width * done // total
         bar = "#" * filled + "." * (self.width - filled)
         self.stream.write(f"\rquerying Prometheus [{bar}] {done}/{total}")
-        if done >= total:
+        self.open = done < total
+        if not self.open:
             self.stream.write("\n")
         self.stream.flush()
+
+    def close(self) -> None:
+        """End a partial line (after an error) so the next message starts on its own line."""
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
 
 
 async def review(options: ReportOptions, progress: ProgressBar | None = None) -> Review:
@@ -189,10 +197,12 @@ async def review(options: ReportOptions, progress: ProgressBar | None = None) ->
 
 def run(args: argparse.Namespace) -> int:
     """The `report` subcommand; returns the exit code (2 for bad input or an unusable server)."""
+    progress = ProgressBar(sys.stderr)
     try:
         options = options_from(args, time.time())
-        result = asyncio.run(review(options, ProgressBar(sys.stderr)))
+        result = asyncio.run(review(options, progress))
     except (ReportInputError, PrometheusError) as exc:
+        progress.close()
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2
     text = RENDERERS[options.output](result)

@@ -44,7 +44,7 @@ def summary_table(review: Review) -> Table:
         ("memory slices in instances", str(m0), str(m1), f"{m0 - m1} reclaimed"),
     ]
     for fleet in review.fleet:
-        if fleet.gpus_fleet_wide < fleet.gpus_per_node:
+        if sum(1 for n in review.nodes if n.board == fleet.board) > 1:
             rows.append(
                 (
                     f"{fleet.board.title} GPUs if workloads may move between nodes",
