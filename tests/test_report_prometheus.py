@@ -8,6 +8,7 @@ memory to the byte.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -271,10 +272,11 @@ def test_report_exits_2_when_the_data_cannot_answer(stack: Stack, args: list[str
 
 @pytest.fixture
 async def proxy(stack: Stack, aiohttp_server: AiohttpServer) -> str:
-    """A Thanos-like front: the API under /thanos/, only with the bearer token `s3cret`."""
+    """A Thanos-like front: the API under /thanos/, only with the bearer token `s3cret` or basic auth ops:pw."""
+    allowed = {"Bearer s3cret", "Basic " + base64.b64encode(b"ops:pw").decode()}
 
     async def forward(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != "Bearer s3cret":
+        if request.headers.get("Authorization") not in allowed:
             return web.json_response({"status": "error", "error": "unauthorized"}, status=401)
         form = await request.post()
         async with (
@@ -294,13 +296,17 @@ async def proxy(stack: Stack, aiohttp_server: AiohttpServer) -> str:
 
 
 async def test_report_reads_through_a_path_prefix_with_a_bearer_token(stack: Stack, proxy: str, tmp_path: Path) -> None:
-    """Behind a path prefix with a bearer token the report is the same; a wrong token is a clear error."""
+    """Behind a path prefix with a bearer token or basic auth the report works; a wrong token is a clear error."""
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     argv = ["report", "--prometheus", proxy, "--window", "2d", "--end", str(stack.end), "--bearer-token-file"]
     result = await review(options_from(build_parser().parse_args([*argv, str(token)]), time.time()))
     assert result.gpus_today == 5
     assert {i.key.node for i in result.instances} == {"node-a:9401", "node-b:9401"}
+    password = tmp_path / "password"
+    password.write_text("pw")
+    basic = [*argv[:-1], "--basic-auth-user", "ops", "--basic-auth-password-file", str(password)]
+    assert (await review(options_from(build_parser().parse_args(basic), time.time()))).gpus_today == 5
     token.write_text("wrong")
     with pytest.raises(PrometheusError, match=r"refused the request \(HTTP 401\): check --bearer-token-file"):
         await review(options_from(build_parser().parse_args([*argv, str(token)]), time.time()))

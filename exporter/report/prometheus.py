@@ -7,6 +7,7 @@ asked of which server and why it failed, for the CLI to print and exit 2.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import re
@@ -103,10 +104,10 @@ class PrometheusClient:
         headers = dict(self._credentials.headers)
         if self._credentials.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self._credentials.bearer_token}"
-        auth = aiohttp.BasicAuth(*self._credentials.basic_auth) if self._credentials.basic_auth else None
-        self._session = aiohttp.ClientSession(
-            headers=headers, auth=auth, timeout=aiohttp.ClientTimeout(total=self._timeout)
-        )
+        if self._credentials.basic_auth is not None:
+            pair = ":".join(self._credentials.basic_auth).encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
