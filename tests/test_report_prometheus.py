@@ -181,10 +181,6 @@ def test_report_markdown_summarises_gpus_slices_pods_and_configs(stack: Stack) -
     assert "mig-configs:" in text and "node-a-9401-h100-80gb-right-sized" in text
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -195,6 +191,27 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--hide-scrollbars",
 ]
+
+
+def chromium_or_skip(workdir: Path) -> str:
+    """The chromium binary once it has shown it can run headless here; skip (fail in CI) otherwise."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    reason = "chromium is not installed: apt-get install chromium"
+    if binary is not None:
+        trial = subprocess.run(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'chromium-trial'}", "--dump-dom", "about:blank"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if trial.returncode == 0 and "<body" in trial.stdout:
+            return binary
+        reason = f"chromium cannot run headless here (exit {trial.returncode}): {trial.stderr.strip()[-300:]}"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 PROBE = """<script>
 document.body.setAttribute("data-probe", JSON.stringify([...document.querySelectorAll("svg")].map(s => {
   const box = s.getBoundingClientRect();
@@ -206,11 +223,7 @@ document.body.setAttribute("data-probe", JSON.stringify([...document.querySelect
 
 def test_report_html_renders_its_charts_in_chromium(stack: Stack, tmp_path: Path, artifacts: Path) -> None:
     """Headless Chromium lays out the heatmap, the waste chart and every slice map of the self-contained page."""
-    binary = chromium()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed in CI")
-        pytest.skip("chromium is not installed: apt-get install chromium")
+    binary = chromium_or_skip(tmp_path)
     page = tmp_path / "report.html"
     result = run_report(stack, "--window", "14d", "--output", "html", "--out", str(page))
     assert result.returncode == 0, result.stderr
