@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpServer
 
+from exporter.cli import build_parser
 from exporter.mig.catalog import GIB, board
-from exporter.report.command import ProgressBar
+from exporter.report.command import ProgressBar, options_from
 from exporter.report.prometheus import MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusError, chunks
 from exporter.report.rightsize import Policy, recommend
 from exporter.report.stats import Accumulator, Grid, Summary
@@ -213,3 +214,19 @@ def test_report_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     bar.close()
     bar.close()
     assert interrupted.getvalue() == "\rquerying Prometheus [#...] 1/4\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "output"),
+    [
+        ([], "md"),
+        (["--out", "review.HTML"], "html"),
+        (["--out", "review.json"], "json"),
+        (["--out", "review.txt"], "md"),
+        (["--out", "review.html", "--output", "md"], "md"),
+    ],
+)
+def test_report_output_format_follows_the_out_extension(args: list[str], output: str) -> None:
+    """Without --output the format follows --out's extension (html, json), else Markdown."""
+    parsed = build_parser().parse_args(["report", "--prometheus", "http://127.0.0.1:9090", *args])
+    assert options_from(parsed, 1_790_000_000.0).output == output

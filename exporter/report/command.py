@@ -23,6 +23,7 @@ from exporter.report.stats import Grid
 from exporter.timespec import parse_duration, parse_time
 
 RENDERERS: dict[str, Callable[[Review], str]] = {"md": render_markdown, "html": render_html, "json": render_json}
+_SUFFIXES = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".json": "json"}
 
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
@@ -52,7 +53,9 @@ def add_parser(commands: argparse._SubParsersAction[P]) -> None:
     p.add_argument("--window", default="7d", help="how far back to look, e.g. 30d (default 7d)")
     p.add_argument("--step", default="5m", help="resolution: activity is averaged per step (default 5m)")
     p.add_argument("--end", default="now", metavar="TIME", help="end of the window: now, unix seconds or ISO 8601")
-    p.add_argument("--output", default="md", help="md, html or json (default md)")
+    p.add_argument(
+        "--output", default=None, metavar="{md,html,json}", help="format (default: --out's extension, else md)"
+    )
     p.add_argument("--out", default=None, metavar="FILE", help="write here instead of standard output")
     p.add_argument("--match", default="", metavar="MATCHERS", help='label matchers selecting nodes: instance=~"gpu-.*"')
     p.add_argument("--node-label", default="instance", help="the label that names a node (default instance)")
@@ -126,8 +129,9 @@ def options_from(args: argparse.Namespace, now: float) -> ReportOptions:
         raise ReportInputError(f"--end: {exc}") from None
     end = math.floor(end / step) * step
     grid = Grid(end - math.floor(window / step + 1e-9) * step, end, step)
-    if args.output not in RENDERERS:
-        raise ReportInputError(f"--output: invalid value {args.output!r}: expected one of {', '.join(RENDERERS)}")
+    output = args.output or _SUFFIXES.get(Path(args.out or "").suffix.lower(), "md")
+    if output not in RENDERERS:
+        raise ReportInputError(f"--output: invalid value {output!r}: expected one of {', '.join(RENDERERS)}")
     try:
         matchers = selector_matchers(args.match) if args.match else ""
     except ValueError as exc:
@@ -144,7 +148,7 @@ def options_from(args: argparse.Namespace, now: float) -> ReportOptions:
         url=url,
         grid=grid,
         policy=policy,
-        output=args.output,
+        output=output,
         out=Path(args.out) if args.out else None,
         matchers=matchers,
         node_label=args.node_label,
