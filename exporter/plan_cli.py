@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -217,11 +218,12 @@ def _row(placements: Sequence[Placement], slices: int, compute: bool) -> str:
 def _slice_map(placements: Sequence[Placement]) -> list[str]:
     """The compute row over the memory row; column i is slice i, `·` a free slice."""
     head = "".join(str(i).center(_CELL) for i in range(MEMORY_SLICES))
-    return [
+    rows = [
         f"   {'slice':<8}{head}",
         f"   {'compute':<8}{_row(placements, COMPUTE_SLICES, True)}",
         f"   {'memory':<8}{_row(placements, MEMORY_SLICES, False)}",
     ]
+    return [row.rstrip() for row in rows]
 
 
 def _free_text(plan: Plan) -> str:
@@ -257,7 +259,7 @@ def _parted_yaml(b: Board, layouts: Sequence[Sequence[Placement]], name: str, *,
     doc = mig_parted_config(b, layouts, name)
     header = [
         f"# nvidia-mig-parted config for {b.title} ({b.key}); apply with: nvidia-mig-parted apply -f FILE -c {name}",
-        f"# Note: {PLACEMENT_NOTE}.",
+        *(f"# {line}" for line in textwrap.wrap(f"Note: {PLACEMENT_NOTE}.", 100)),
     ]
     if fleet and len(layouts) > 1:
         header.append("# Device indexes number the fleet's GPUs; give each node the entries of its own GPUs.")
