@@ -203,10 +203,12 @@ def test_fleet_packing_spreads_media_extension_profiles_one_per_gpu() -> None:
     assert pack(b, []) == []
 
 
-def test_pack_rejects_a_profile_of_another_board() -> None:
+def test_place_and_pack_reject_a_profile_of_another_board() -> None:
     """A profile that the chosen board does not offer is named in the error."""
     with pytest.raises(ValueError, match=r"'1g\.5gb' for h100-80gb"):
         pack(board("h100-80gb"), [board("a100-40gb").profile("1g.5gb")])
+    with pytest.raises(ValueError, match=r"'1g\.5gb' for h100-80gb"):
+        place(board("h100-80gb"), [board("a100-40gb").profile("1g.5gb")])
 
 
 # --- known layouts per board ----------------------------------------------------------------------------
