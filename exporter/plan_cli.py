@@ -27,9 +27,10 @@ from exporter.mig.catalog import (
 from exporter.mig.parted import PLACEMENT_NOTE, mig_parted_config
 from exporter.mig.placement import Placement
 from exporter.mig.planner import Plan, pack, place
+from exporter.mig.svg import SliceBox, slice_map_svg
 from exporter.settings import ConfigError
 
-OUTPUTS = ("text", "json", "mig-parted")
+OUTPUTS = ("text", "json", "mig-parted", "svg")
 _ITEM = re.compile(r"(?:(\d+)\s*[x*]\s*)?(\S+)")
 _CELL = 10  # characters per slice in the text slice map
 
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.config_name.strip():
         raise ConfigError("--config-name: must not be empty")
     if args.fleet:
+        if args.output == "svg":
+            raise ConfigError("--output svg draws one GPU's layout; use text, json or mig-parted with --fleet")
         layouts = pack(b, demand)
         print(_fleet_output(b, demand, layouts, args.output, args.config_name), end="")
         return 0
@@ -110,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(plan_json(plan), indent=2))
     elif args.output == "mig-parted":
         print(_parted_yaml(b, [plan.placements], args.config_name), end="")
+    elif args.output == "svg":
+        boxes = [
+            SliceBox(p.start, p.profile.memory_slices, p.profile.compute_slices, p.profile.name)
+            for p in plan.placements
+        ]
+        print(slice_map_svg(b, boxes, title=f"{_summary(demand)} on {b.title}"), end="")
     else:
         print(_plan_text(plan, demand), end="")
     return 0

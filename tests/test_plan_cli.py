@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
@@ -184,3 +185,14 @@ def test_the_installed_entry_point_reports_bad_input_without_a_traceback() -> No
         "mig-exporter: error: unknown MIG profile '1g.10gb' for h200-141gb "
         "(valid: 1g.18gb, 1g.18gb+me, 1g.35gb, 2g.35gb, 3g.71gb, 4g.71gb, 7g.141gb)"
     ]
+
+
+def test_svg_output_draws_the_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    """--output svg prints the slice map as an SVG document with one box per instance."""
+    code, out, _ = plan(capsys, "4g.40gb", "3g.40gb", "--output", "svg")
+    assert code == 0
+    root = ET.fromstring(out)
+    titles = [g.find("{http://www.w3.org/2000/svg}title").text for g in root.iter("{http://www.w3.org/2000/svg}g")]  # type: ignore[union-attr]
+    assert titles == ["4g.40gb", "3g.40gb"]
+    code, _, err = plan(capsys, "--fleet", "4g.40gb", "--output", "svg")
+    assert code == 2 and "--output svg draws one GPU's layout" in err
