@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -26,9 +27,10 @@ from exporter.mig.catalog import (
 from exporter.mig.parted import PLACEMENT_NOTE, mig_parted_config
 from exporter.mig.placement import Placement
 from exporter.mig.planner import Plan, pack, place
+from exporter.mig.svg import SliceBox, slice_map_svg
 from exporter.settings import ConfigError
 
-OUTPUTS = ("text", "json", "mig-parted")
+OUTPUTS = ("text", "json", "mig-parted", "svg")
 _ITEM = re.compile(r"(?:(\d+)\s*[x*]\s*)?(\S+)")
 _CELL = 10  # characters per slice in the text slice map
 
@@ -93,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.config_name.strip():
         raise ConfigError("--config-name: must not be empty")
     if args.fleet:
+        if args.output == "svg":
+            raise ConfigError("--output svg draws one GPU's layout; use text, json or mig-parted with --fleet")
         layouts = pack(b, demand)
         print(_fleet_output(b, demand, layouts, args.output, args.config_name), end="")
         return 0
@@ -109,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(plan_json(plan), indent=2))
     elif args.output == "mig-parted":
         print(_parted_yaml(b, [plan.placements], args.config_name), end="")
+    elif args.output == "svg":
+        boxes = [
+            SliceBox(p.start, p.profile.memory_slices, p.profile.compute_slices, p.profile.name)
+            for p in plan.placements
+        ]
+        print(slice_map_svg(b, boxes, title=f"{_summary(demand)} on {b.title}"), end="")
     else:
         print(_plan_text(plan, demand), end="")
     return 0
@@ -217,11 +227,12 @@ def _row(placements: Sequence[Placement], slices: int, compute: bool) -> str:
 def _slice_map(placements: Sequence[Placement]) -> list[str]:
     """The compute row over the memory row; column i is slice i, `·` a free slice."""
     head = "".join(str(i).center(_CELL) for i in range(MEMORY_SLICES))
-    return [
+    rows = [
         f"   {'slice':<8}{head}",
         f"   {'compute':<8}{_row(placements, COMPUTE_SLICES, True)}",
         f"   {'memory':<8}{_row(placements, MEMORY_SLICES, False)}",
     ]
+    return [row.rstrip() for row in rows]
 
 
 def _free_text(plan: Plan) -> str:
@@ -257,7 +268,7 @@ def _parted_yaml(b: Board, layouts: Sequence[Sequence[Placement]], name: str, *,
     doc = mig_parted_config(b, layouts, name)
     header = [
         f"# nvidia-mig-parted config for {b.title} ({b.key}); apply with: nvidia-mig-parted apply -f FILE -c {name}",
-        f"# Note: {PLACEMENT_NOTE}.",
+        *(f"# {line}" for line in textwrap.wrap(f"Note: {PLACEMENT_NOTE}.", 100)),
     ]
     if fleet and len(layouts) > 1:
         header.append("# Device indexes number the fleet's GPUs; give each node the entries of its own GPUs.")
