@@ -10,10 +10,11 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from exporter import __version__
+from exporter import __version__, history_cli, plan_cli
 from exporter.exposition import Exposition, native_families, pod_families, with_pod_labels
 from exporter.exposition_dcgm import builders_for
 from exporter.kubernetes.refresher import PodAttributionRefresher
+from exporter.report import command as report_command
 from exporter.sampler import Sampler
 from exporter.server import build_app
 from exporter.settings import OPTIONS, ConfigError, Settings, resolve
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
     )
+    plan_cli.add_parser(commands)
+    report_command.add_parser(commands)
+    history_cli.add_parser(commands)
     return parser
 
 
@@ -103,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "serve":
             return serve(resolve(vars(args)))
+        if args.command == "plan":
+            return plan_cli.run(args)
+        if args.command == "report":
+            return report_command.run(args)
+        if args.command == "simulate-history":
+            return history_cli.run(args)
     except (ConfigError, SourceUnavailableError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Dashboards and rules against a real Prometheus that loads the shipped rules and scrapes `dgx-h100`.
 
-An hour of the scenario's history is backfilled first (the exporter's own families, rendered from the
-simulator), so expressions over [5m], [1h] and $__range see what a real node would have produced.
+An hour of the scenario's history is backfilled first (what `mig-exporter simulate-history` writes), so
+expressions over [5m], [1h] and $__range see what a real node would have produced.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import yaml
 from dashboards.grafana_alerts import alert_rules
 from dashboards.thresholds import DEFAULT_THRESHOLDS as TH
 from exporter.model import Field
+from exporter.sources.synthetic.history import Node, sample_times
 from exporter.sources.synthetic.patterns import Idle
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator
-from tests.support.history import backfill, history_openmetrics
+from tests.support.history import backfill
 from tests.support.processes import ExporterProcess, PrometheusServer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("needs_prometheus")]
@@ -59,7 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     now = time.time()
     labels = {"instance": f"127.0.0.1:{exporter.port}", "job": "mig-exporter"}
-    backfill(history_openmetrics(sim, now - HISTORY_S, now - 5, STEP_S, labels), workdir / "prom" / "data", workdir)
+    backfill([Node(labels["instance"], sim)], sample_times(now - HISTORY_S, now - 5, STEP_S), workdir / "prom" / "data")
     with (
         exporter,
         PrometheusServer(workdir / "prom", targets=[labels["instance"]], rule_files=[RULES]) as prom,

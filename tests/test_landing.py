@@ -17,7 +17,7 @@ from exporter.server import build_app
 from exporter.sources.synthetic.patterns import Idle
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
-from tests.support.history import snapshot_at
+from tests.support.snapshots import snapshot_at
 
 ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
 BURST_HIGH = 1_790_000_100.0  # GPU 0's bursty 1g.10gb (period 300 s) is in its busy half at this instant

@@ -114,8 +114,13 @@ def _placement_reason(profiles: Sequence[GiProfile]) -> str:
 
 
 def place(board: Board, profiles: Sequence[GiProfile]) -> Plan:
-    """Place `profiles` on one GPU of `board`, keeping the most room free; see the module docstring."""
+    """Place `profiles` on one GPU of `board`, keeping the most room free; see the module docstring.
+
+    Raises UnknownProfileError for a profile the board does not offer.
+    """
     wanted = list(profiles)
+    for p in wanted:
+        board.profile(p.name)
     error = _aggregate_error(board, wanted)
     if error is None:
         best = _best_arrangement(board, wanted)
@@ -169,15 +174,15 @@ def _best_arrangement(board: Board, wanted: list[GiProfile]) -> list[Placement] 
 
 # --- fleet packing --------------------------------------------------------------------------------------
 
-# The slice geometry `pack` relies on, by role: (compute slices, memory slices, allowed starts).
+# The slice geometry `pack` relies on, by role: (compute slices, memory slices, allowed starts, max count).
 _SHAPE = {
-    "7g": (7, 8, (0,)),
-    "4g": (4, 4, (0,)),
-    "3g": (3, 4, (0, 4)),
-    "2g": (2, 2, (0, 2, 4)),
-    "1g2": (1, 2, (0, 2, 4, 6)),
-    "1g": (1, 1, (0, 1, 2, 3, 4, 5, 6)),
-    "me": (1, 1, (0, 1, 2, 3, 4, 5, 6)),
+    "7g": (7, 8, (0,), 1),
+    "4g": (4, 4, (0,), 1),
+    "3g": (3, 4, (0, 4), 2),
+    "2g": (2, 2, (0, 2, 4), 3),
+    "1g2": (1, 2, (0, 2, 4, 6), 4),
+    "1g": (1, 1, (0, 1, 2, 3, 4, 5, 6), 7),
+    "me": (1, 1, (0, 1, 2, 3, 4, 5, 6), 1),
 }
 
 
@@ -191,12 +196,15 @@ def _roles(board: Board) -> dict[str, GiProfile]:
     roles: dict[str, GiProfile] = {}
     for p in board.profiles:
         role = next(
-            (r for r, shape in _SHAPE.items() if shape == (p.compute_slices, p.memory_slices, p.starts)),
+            (
+                r
+                for r, shape in _SHAPE.items()
+                if shape == (p.compute_slices, p.memory_slices, p.starts, p.max_count)
+                and (r == "me") == p.is_media_extension
+            ),
             None,
         )
-        if role == "1g" and p.is_media_extension:
-            role = "me"
-        if role is None or role in roles or (role == "me") != p.is_media_extension:
+        if role is None or role in roles:
             raise UnsupportedBoardError(f"fleet packing does not model the slice geometry of {board.key}")
         roles[role] = p
     if roles.keys() != _SHAPE.keys():

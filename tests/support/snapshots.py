@@ -19,3 +19,17 @@ def fixed_snapshot(scenario: str = "dgx-h100", t: float = FIXED_TIME) -> Snapsho
     sampler = Sampler(SyntheticSource(Simulator(load(scenario)), clock=lambda: t), clock=lambda: t)
     snapshot = asyncio.run(sampler.run_once())
     return dataclasses.replace(snapshot, duration=0.0)
+
+
+def snapshot_at(sim: Simulator, t: float) -> Snapshot:
+    """What the synthetic source would have published at time t."""
+    topology = sim.topology()
+    return Snapshot(
+        source="synthetic",
+        topology=topology,
+        samples={g.index: sim.sample(g.index, t) for g in topology.gpus},
+        timestamp=t,
+        duration=0.01,
+        source_up=True,
+        errors={},
+    )

@@ -1,0 +1,139 @@
+"""The review's tables as plain strings, shared by the Markdown and HTML renderers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.mig.catalog import GIB
+from exporter.report.review import InstanceResult, NodePlan, Review
+from exporter.timespec import format_duration, format_time
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def gib(value: float | None) -> str:
+    return "-" if value is None else f"{value / GIB:.1f} GiB"
+
+
+def window_line(review: Review) -> str:
+    g = review.grid
+    p = review.policy
+    return (
+        f"Prometheus {review.url}, window {format_duration(g.end - g.start)} "
+        f"({format_time(g.start)} to {format_time(g.end)}), step {format_duration(g.step)}. "
+        f"Idle below {p.idle_threshold:.0%} activity; headroom {p.compute_headroom:.0%} on compute, "
+        f"{p.memory_headroom:.0%} on memory."
+    )
+
+
+def summary_table(review: Review) -> Table:
+    today, after = review.gpus_today, review.gpus_recommended
+    c0, c1 = review.compute_slices_today, review.compute_slices_recommended
+    m0, m1 = review.memory_slices_today, review.memory_slices_recommended
+    rows = [
+        ("MIG GPUs", str(today), str(after), f"{today - after} freed"),
+        ("compute slices in instances", str(c0), str(c1), f"{c0 - c1} reclaimed"),
+        ("memory slices in instances", str(m0), str(m1), f"{m0 - m1} reclaimed"),
+    ]
+    for fleet in review.fleet:
+        if sum(1 for n in review.nodes if n.board == fleet.board) > 1:
+            rows.append(
+                (
+                    f"{fleet.board.title} GPUs if workloads may move between nodes",
+                    str(fleet.gpus_today),
+                    str(fleet.gpus_fleet_wide),
+                    f"{fleet.gpus_today - fleet.gpus_fleet_wide} freed",
+                )
+            )
+    return Table(("", "today", "recommended", "change"), tuple(rows))
+
+
+def action_counts(review: Review) -> str:
+    counts = {"keep": 0, "resize": 0, "reclaim": 0}
+    for inst in review.instances:
+        counts[inst.recommendation.action] += 1
+    return (
+        f"{len(review.instances)} GPU instances: {counts['keep']} keep, {counts['resize']} resize, "
+        f"{counts['reclaim']} reclaim."
+    )
+
+
+def _pods(inst: InstanceResult) -> str:
+    if not inst.pods:
+        return "-"
+    shown = ", ".join(inst.pods[:3])
+    return shown + (f" +{len(inst.pods) - 3}" if len(inst.pods) > 3 else "")
+
+
+def instance_table(review: Review) -> Table:
+    header = (
+        "node",
+        "gpu",
+        "gi",
+        "profile",
+        "pods",
+        "mean",
+        "p95",
+        "max",
+        "idle",
+        "mem mean",
+        "mem max",
+        "action",
+        "to",
+        "why",
+    )
+    rows = []
+    for inst in review.instances:
+        s = inst.summary
+        rec = inst.recommendation
+        rows.append(
+            (
+                inst.key.node,
+                inst.key.gpu,
+                inst.key.gi,
+                inst.key.profile,
+                _pods(inst),
+                pct(s.mean if s else None),
+                pct(s.p95 if s else None),
+                pct(s.max if s else None),
+                pct(s.idle_fraction if s else None),
+                gib(s.memory_mean_bytes if s else None),
+                gib(s.memory_max_bytes if s else None),
+                rec.action,
+                rec.profile if rec.action == "resize" and rec.profile else "",
+                rec.reason,
+            )
+        )
+    return Table(header, tuple(rows))
+
+
+def layout_table(plan: NodePlan) -> Table:
+    rows = []
+    for index, gpu in enumerate(plan.recommended):
+        layout = " + ".join(f"{p.profile.name}@{p.start}" for p, _ in gpu)
+        hosted = ", ".join(f"GPU {i.key.gpu} gi {i.key.gi} ({i.key.profile})" for _, i in gpu)
+        rows.append((str(index), layout, hosted))
+    return Table(("GPU", "layout (profile@memory slice)", "hosts today's"), tuple(rows))
+
+
+def node_heading(plan: NodePlan) -> str:
+    return (
+        f"{plan.node}: {len(plan.gpus_today)} x {plan.board.title} today, "
+        f"{len(plan.recommended)} recommended ({len(plan.gpus_today) - len(plan.recommended)} freed)"
+    )
+
+
+def notes(review: Review) -> list[str]:
+    """GPUs left out of the packing and instances that disappeared during the window."""
+    return list(review.unplanned_gpus) + [
+        f"{k.node} GPU {k.gpu} gi {k.gi} ({k.profile}) disappeared during the window (re-partitioned)"
+        for k in review.gone
+    ]

@@ -1,0 +1,169 @@
+"""A scenario's past as OpenMetrics with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
+
+Backfilling a real Prometheus with weeks of simulated history gives the capacity report,
+demos and tests data in seconds. The series carry the names and labels the exporter
+exposes (plus the `instance` and `job` labels a scrape adds); values come from the
+simulator, so a test knows the truth of every sample. Series whose workload does not vary
+in time are evaluated once; the others once per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TextIO
+
+from exporter.model import Field
+from exporter.sources.synthetic.patterns import Idle, Pattern, Steady
+from exporter.sources.synthetic.simulator import Simulator
+
+JOB = "mig-exporter"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One simulated node and the `instance` label its samples carry."""
+
+    instance: str
+    simulator: Simulator
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    family: str
+    labels: tuple[tuple[str, str], ...]
+    values: Callable[[Sequence[float]], list[float]]
+
+
+def _constant(value: float) -> Callable[[Sequence[float]], list[float]]:
+    return lambda times: [value] * len(times)
+
+
+def _over_time(fn: Callable[[float], float], constant: bool) -> Callable[[Sequence[float]], list[float]]:
+    """Evaluate `fn` at every time, or once when the workload behind it does not vary."""
+    if constant:
+        return lambda times: [fn(times[0])] * len(times) if times else []
+    return lambda times: [fn(t) for t in times]
+
+
+def _is_constant(pattern: Pattern) -> bool:
+    return isinstance(pattern, Idle | Steady) and not pattern.noise
+
+
+def _gpu_memory(sim: Simulator, gpu: int, t: float) -> float:
+    return float(sim.gpu_memory_used(gpu, t))
+
+
+def _gpu_busy(sim: Simulator, gpu: int, t: float) -> float:
+    return sim.gpu_activity(gpu, t)[Field.GR_ENGINE_ACTIVE]
+
+
+def _gi_busy(sim: Simulator, gpu: int, gi: int, t: float) -> float:
+    return sim.gi_activity(gpu, gi, t)[Field.GR_ENGINE_ACTIVE]
+
+
+def _gi_memory(sim: Simulator, gpu: int, gi: int, t: float) -> float:
+    return float(sim.gi_memory_used(gpu, gi, t))
+
+
+def _ci_busy(sim: Simulator, gpu: int, gi: int, ci: int, t: float) -> float:
+    return sim.ci_activity(gpu, gi, ci, t)[Field.GR_ENGINE_ACTIVE]
+
+
+def _node_series(node: Node) -> Iterator[_Series]:
+    """Every series one node's exporter would expose for the families the report and dashboards read."""
+    sim = node.simulator
+    base = (("instance", node.instance), ("job", JOB))
+    for index, gpu in enumerate(sim.topology().gpus):
+        spec = sim.scenario.gpus[index]
+        gpu_labels = (*base, ("gpu", str(gpu.index)), ("uuid", gpu.uuid))
+        info = (("model", gpu.model), ("driver_version", gpu.driver_version), ("mig_mode", gpu.mig_mode))
+        yield _Series("mig_gpu_info", (*gpu_labels, *info), _constant(1.0))
+        yield _Series("mig_gpu_memory_total_bytes", gpu_labels, _constant(float(gpu.memory_total_bytes)))
+        gpu_constant = _is_constant(spec.memory) and all(_is_constant(i.memory) for i in spec.instances)
+        yield _Series(
+            "mig_gpu_memory_used_bytes",
+            gpu_labels,
+            _over_time(partial(_gpu_memory, sim, index), gpu_constant),
+        )
+        if not gpu.mig_enabled:
+            yield _Series(
+                "mig_gpu_gr_engine_active_ratio",
+                gpu_labels,
+                _over_time(partial(_gpu_busy, sim, index), _is_constant(spec.activity)),
+            )
+        for inst, inst_spec in zip(gpu.instances, spec.instances, strict=True):
+            key = (*base, ("gpu", str(gpu.index)), ("gi", str(inst.gi)), ("profile", inst.profile))
+            placement = (
+                ("placement_start", str(inst.placement_start)),
+                ("placement_size", str(inst.placement_size)),
+            )
+            identity = (*base, ("gpu", str(gpu.index)), ("uuid", gpu.uuid), ("gi", str(inst.gi)))
+            yield _Series("mig_instance_info", (*identity, ("profile", inst.profile), *placement), _constant(1.0))
+            yield _Series("mig_instance_compute_slices", key, _constant(float(inst.compute_slices)))
+            yield _Series("mig_instance_memory_slices", key, _constant(float(inst.memory_slices)))
+            busy_constant = all(_is_constant(c.activity) for c in inst_spec.compute_instances)
+            yield _Series(
+                "mig_instance_gr_engine_active_ratio",
+                key,
+                _over_time(partial(_gi_busy, sim, index, inst.gi), busy_constant),
+            )
+            yield _Series(
+                "mig_instance_memory_used_bytes",
+                key,
+                _over_time(partial(_gi_memory, sim, index, inst.gi), _is_constant(inst_spec.memory)),
+            )
+            yield _Series("mig_instance_memory_total_bytes", key, _constant(float(inst.memory_total_bytes)))
+            for ci, ci_spec in zip(inst.compute_instances, inst_spec.compute_instances, strict=True):
+                ci_key = (*base, ("gpu", str(gpu.index)), ("gi", str(inst.gi)), ("ci", str(ci.ci)))
+                yield _Series(
+                    "mig_compute_instance_info",
+                    (*ci_key, ("profile", inst.profile), ("ci_profile", ci.profile), ("mig_uuid", ci.mig_uuid)),
+                    _constant(1.0),
+                )
+                yield _Series(
+                    "mig_compute_instance_gr_engine_active_ratio",
+                    (*ci_key, ("profile", inst.profile)),
+                    _over_time(
+                        partial(_ci_busy, sim, index, inst.gi, ci.ci),
+                        _is_constant(ci_spec.activity),
+                    ),
+                )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _format_time(t: float) -> str:
+    return str(int(t)) if t == int(t) else repr(t)
+
+
+def sample_times(start: float, end: float, step: float) -> list[float]:
+    """The scrape times of a window: start, start + step, ... up to and including end."""
+    if step <= 0 or end < start:
+        raise ValueError("a history needs step > 0 and end >= start")
+    count = math.floor((end - start) / step + 1e-9) + 1
+    return [start + k * step for k in range(count)]
+
+
+def write_openmetrics(nodes: Sequence[Node], times: Sequence[float], out: TextIO) -> int:
+    """Write every node's series at `times` as OpenMetrics (families contiguous, then `# EOF`); return the count."""
+    by_family: dict[str, list[_Series]] = {}
+    for node in nodes:
+        for series in _node_series(node):
+            by_family.setdefault(series.family, []).append(series)
+    stamps = [_format_time(t) for t in times]
+    written = 0
+    for family, members in by_family.items():
+        out.write(f"# TYPE {family} gauge\n")
+        for series in members:
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in series.labels)
+            prefix = f"{family}{{{labels}}} "
+            values = series.values(times)
+            out.write("".join(f"{prefix}{v!r} {ts}\n" for v, ts in zip(values, stamps, strict=True)))
+            written += len(values)
+    out.write("# EOF\n")
+    return written
