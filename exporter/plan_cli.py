@@ -32,7 +32,7 @@ from exporter.settings import ConfigError
 
 OUTPUTS = ("text", "json", "mig-parted", "svg")
 _ITEM = re.compile(r"(?:(\d+)\s*[x*]\s*)?(\S+)")
-_CELL = 10  # characters per slice in the text slice map
+_CELL = 12  # characters per slice in the text slice map: room for "1g.10gb+me"
 
 
 def add_parser(commands: Any) -> None:
@@ -219,7 +219,9 @@ def _row(placements: Sequence[Placement], slices: int, compute: bool) -> str:
             cells.append("·".center(_CELL))
             i += 1
             continue
-        cells.append("[" + p.profile.name.center(span * _CELL - 2) + "]")
+        width = span * _CELL - 2
+        name = p.profile.name if len(p.profile.name) <= width else p.profile.name[: width - 1] + "…"
+        cells.append("[" + name.center(width) + "]")
         i += span
     return "".join(cells)
 

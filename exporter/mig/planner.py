@@ -32,9 +32,9 @@ class Plan:
     fits: bool
     placements: list[Placement]  # in input order; empty when it does not fit
     reason: str | None  # the rule that breaks, when it does not fit
-    free_compute_slices: int
-    free_memory_slices: int
-    still_fits: tuple[GiProfile, ...]  # profiles of which one more could be added
+    free_compute_slices: int  # left after the placements (all 7 when it does not fit)
+    free_memory_slices: int  # left after the placements (all 8 when it does not fit)
+    still_fits: tuple[GiProfile, ...]  # profiles of which one more could be added; empty when it does not fit
 
     @property
     def free_memory_runs(self) -> list[tuple[int, int]]:
