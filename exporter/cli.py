@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
 from aiohttp import web
 
 from exporter import __version__
 from exporter.sampler import Sampler
-from exporter.server import build_app
+from exporter.server import build_app, handler_options
 from exporter.settings import OPTIONS, ConfigError, Settings, resolve
 from exporter.sources import SourceOptions, open_source
 from exporter.sources.base import SourceUnavailableError
+from exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("exporter")
 
@@ -53,6 +56,7 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    web_config = WebConfigWatcher(settings.web_config) if settings.web_config else None
     source = open_source(settings.source, SourceOptions(scenario=settings.scenario))
     sampler = Sampler(
         source,
@@ -60,11 +64,21 @@ def serve(settings: Settings) -> int:
         discovery_interval=settings.discovery_interval,
         deadline=settings.deadline,
     )
-    app = build_app(sampler)
-    log.info("mig-exporter %s serving %s source on %s", __version__, source.name, settings.listen)
+    app = build_app(sampler, web_config=web_config)
+    if web_config is not None:
+        app.on_startup.append(_reload_on_sighup(web_config))
+    scheme = "https" if web_config is not None and web_config.tls_enabled else "http"
+    log.info("mig-exporter %s serving %s source on %s://%s", __version__, source.name, scheme, settings.listen)
     try:
         web.run_app(
-            app, host=settings.listen.host, port=settings.listen.port, print=None, access_log=None, shutdown_timeout=5
+            app,
+            host=settings.listen.host,
+            port=settings.listen.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=5,
+            ssl_context=web_config.server_ssl_context() if web_config is not None else None,
+            **handler_options(settings.http_idle_timeout),
         )
     except OSError as exc:
         print(f"mig-exporter: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
@@ -72,12 +86,21 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def _reload_on_sighup(watcher: WebConfigWatcher) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook: SIGHUP re-reads the web-config (and its certificate files) at once."""
+
+    async def install(app: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.reload)
+
+    return install
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "serve":
             return serve(resolve(vars(args)))
-    except (ConfigError, SourceUnavailableError) as exc:
+    except (ConfigError, SourceUnavailableError, WebConfigError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2
     return 2

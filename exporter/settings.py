@@ -105,6 +105,20 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("scenario", str, "demo", "synthetic source: built-in scenario (demo, dgx-h100) or a YAML file", "NAME|FILE"),
     Option("log_level", choice("debug", "info", "warning", "error"), "info", "log verbosity"),
+    Option(
+        "web_config",
+        str,
+        None,
+        "exporter-toolkit web-config file (TLS, basic auth, headers); re-read when it changes or on SIGHUP",
+        "FILE",
+    ),
+    Option(
+        "http_idle_timeout",
+        positive_seconds,
+        "120",
+        "seconds a client connection may stay idle, or take to send a request, before it is closed",
+        "SECONDS",
+    ),
 )
 
 
@@ -117,6 +131,8 @@ class Settings:
     deadline: float | None
     scenario: str
     log_level: str
+    web_config: str | None = None
+    http_idle_timeout: float = 120.0
 
 
 def _load_config_file(path: str) -> dict[str, str]:
