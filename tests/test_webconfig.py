@@ -98,7 +98,8 @@ CORPUS: list[tuple[str, str, bool, str]] = [
     ),
     (
         "ciphers-not-a-list",
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: TLS_AES_128_GCM_SHA256\n",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  cipher_suites: TLS_AES_128_GCM_SHA256\n",
         False,
         "cipher_suites",
     ),
@@ -155,7 +156,8 @@ def test_same_verdict_as_promtool(pki_dir: Path, body: str, accepted: bool, key:
     ("body", "key"),
     [
         (
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAnyClientCert\n",
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  client_auth_type: RequireAnyClientCert\n",
             "RequireAnyClientCert accepts any self-signed certificate",
         ),
         (
