@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 from exporter.model import Gpu, GpuSample, Topology
@@ -16,6 +17,8 @@ class FaultySource:
         self.inner = inner
         self.name = inner.name
         self.hang: set[int] = set()  # GPUs whose sample never returns
+        self.block: set[int] = set()  # GPUs whose sample blocks a worker thread, as a hung driver call does
+        self.unblock = threading.Event()  # set it to let blocked calls return
         self.raise_for: dict[int, Callable[[], BaseException]] = {}  # GPU -> exception factory
         self.discover_error: Callable[[], BaseException] | None = None
         self.sample_calls: dict[int, int] = {}
@@ -32,6 +35,8 @@ class FaultySource:
         self.sample_calls[gpu.index] = self.sample_calls.get(gpu.index, 0) + 1
         if gpu.index in self.hang:
             await asyncio.Event().wait()
+        if gpu.index in self.block:
+            await asyncio.to_thread(self.unblock.wait)
         if gpu.index in self.raise_for:
             raise self.raise_for[gpu.index]()
         return await self.inner.sample(gpu)
