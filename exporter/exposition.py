@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import exposition as text_format
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +33,13 @@ _ACTIVITY_HELP = {
 _SAMPLED_NOTE = "sampled in the background every interval (see mig_exporter_last_sample_timestamp_seconds)"
 
 FamilyBuilder = Callable[[Snapshot], Iterable[Metric]]
+
+# prometheus-client versions that know UTF-8 metric names check every label name rune by rune under the
+# default OpenMetrics escaping. Every name here is a classic one, for which "allow-utf-8" writes the same
+# bytes (tests compare) in about 40% of the time.
+_OPENMETRICS_OPTIONS: dict[str, Any] = (
+    {"escaping": openmetrics_format.ALLOWUTF8} if hasattr(openmetrics_format, "ALLOWUTF8") else {}
+)
 
 
 def _gauge(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
@@ -225,8 +233,10 @@ class Rendered:
         else:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(_SnapshotCollector(self.snapshot, self._builders))
-            generate = openmetrics_format.generate_latest if openmetrics else text_format.generate_latest
-            body = generate(registry)
+            if openmetrics:
+                body = openmetrics_format.generate_latest(registry, **_OPENMETRICS_OPTIONS)  # type: ignore[no-untyped-call]
+            else:
+                body = text_format.generate_latest(registry)
         self._bodies[(openmetrics, gzipped)] = body
         return body
 
