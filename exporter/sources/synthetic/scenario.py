@@ -214,7 +214,7 @@ class _Reader:
     def gpu(self, raw: Any, path: str) -> GpuSpec:
         m = self.mapping(raw, path, {"board", "mig", "instances", "activity", "memory", "ratios"})
         key = m.get("board", DEFAULT_BOARD)
-        if key not in BOARDS:
+        if not isinstance(key, str) or key not in BOARDS:
             raise self.fail(f"{path}.board", f"unknown GPU board {key!r} (valid: {', '.join(BOARDS)})")
         board = BOARDS[key]
         mig = m.get("mig", "instances" in m)
@@ -343,7 +343,7 @@ class _Reader:
         if not isinstance(raw, dict):
             raise self.fail(path, f"expected 'idle', a level 0..1 or a mapping with 'pattern', got {raw!r}")
         kind = raw.get("pattern")
-        if kind not in PATTERNS:
+        if not isinstance(kind, str) or kind not in PATTERNS:
             raise self.fail(f"{path}.pattern", f"unknown pattern {kind!r} (valid: {', '.join(PATTERNS)})")
         cls = PATTERNS[kind]
         fields = {f.name: f for f in dataclasses.fields(cls)}
