@@ -72,6 +72,25 @@ async def test_hung_driver_call_marks_only_that_gpu_stale(aiohttp_client: Client
         source.unblock.set()
 
 
+async def test_hung_discovery_is_not_started_again(dgx: Simulator) -> None:
+    """A discovery stuck in a driver thread keeps the last layout and is not retried while stuck: no thread pile-up."""
+    source = FaultySource(SyntheticSource(dgx))
+    sampler = Sampler(source, interval=0.05, discovery_interval=0.05, deadline=0.05)
+    try:
+        await sampler.run_once()
+        source.block_discovery = True
+        for _ in range(10):
+            await asyncio.sleep(0.06)
+            snapshot = await sampler.run_once()
+        assert source.discover_calls == 2
+        assert len(snapshot.topology.gpus) == 8 and len(snapshot.samples) == 8  # sampling goes on
+        assert not snapshot.source_up
+        assert snapshot.errors[("discover", "hung")] >= 8
+    finally:
+        source.unblock.set()
+        await sampler.close()
+
+
 async def test_gpu_raising_is_counted_and_isolated(aiohttp_client: ClientFactory, dgx: Simulator) -> None:
     """One GPU raising a GPU error and another raising a bug: both counted by reason, the rest report fully."""
     source = FaultySource(SyntheticSource(dgx))

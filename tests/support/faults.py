@@ -21,6 +21,7 @@ class FaultySource:
         self.unblock = threading.Event()  # set it to let blocked calls return
         self.raise_for: dict[int, Callable[[], BaseException]] = {}  # GPU -> exception factory
         self.discover_error: Callable[[], BaseException] | None = None
+        self.block_discovery = False  # discovery blocks a worker thread until `unblock` is set
         self.sample_calls: dict[int, int] = {}
         self.discover_calls = 0
         self.closed = False
@@ -29,6 +30,8 @@ class FaultySource:
         self.discover_calls += 1
         if self.discover_error is not None:
             raise self.discover_error()
+        if self.block_discovery:
+            await asyncio.to_thread(self.unblock.wait)
         return await self.inner.discover()
 
     async def sample(self, gpu: Gpu) -> GpuSample:
