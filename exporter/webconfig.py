@@ -158,6 +158,8 @@ class _Reader:
         if not isinstance(value, dict):
             raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
         for k in value:
+            if allowed is None and isinstance(k, int | float) and not isinstance(k, bool):
+                continue  # a user name YAML reads as a number, as Go reads it into a string
             if not isinstance(k, str):
                 raise self.fail(key, f"expected string keys, got {k!r}")
             if allowed is not None and k not in allowed:
@@ -267,7 +269,8 @@ class _Reader:
 
     def users(self, m: dict[str, Any]) -> dict[str, bytes]:
         out = {}
-        for user, hashed in m.items():
+        for name, hashed in m.items():
+            user = str(name)
             text = self.string(hashed, f"basic_auth_users.{user}")
             match = _BCRYPT_HASH.fullmatch(text)
             if match is None:

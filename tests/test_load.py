@@ -55,7 +55,7 @@ def test_64_scrapers_for_20_seconds(tmp_path: Path) -> None:
     with ExporterProcess(args, log_path=tmp_path / "exporter.log") as exporter:
         assert exporter.proc is not None
         url = exporter.url + "/metrics"
-        warm, warm_errors = asyncio.run(hammer(url, 64, 10, 2000))  # let allocator pools and caches settle
+        _, warm_errors = asyncio.run(hammer(url, 64, 10, 2000))  # let allocator pools and caches settle
         assert not warm_errors
         before = rss_bytes(exporter.proc.pid)
         done, errors = asyncio.run(hammer(url, 64, 20, 60_000))

@@ -112,6 +112,7 @@ CORPUS: list[tuple[str, str, bool, str]] = [
     ("bad-header", "http_server_config:\n  headers:\n    x-frame-options: deny\n", False, "x-frame-options"),
     ("bad-header-value", "http_server_config:\n  headers:\n    X-Frame-Options: allow\n", False, "X-Frame-Options"),
     ("bad-http2", "http_server_config:\n  http2: maybe\n", False, "http2"),
+    ("numeric-user", f"basic_auth_users:\n  123: {HASH}\n", True, ""),
     ("not-bcrypt", "basic_auth_users:\n  alice: plaintext\n", False, "basic_auth_users.alice"),
     ("duplicate-user", f"basic_auth_users:\n  alice: {HASH}\n  alice: {HASH}\n", False, "alice"),
     ("not-a-mapping", "- tls_server_config\n", False, "expected a mapping"),
