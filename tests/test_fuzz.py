@@ -116,3 +116,32 @@ def test_web_config_fuzz(text: str) -> None:
             webconfig.parse(text, origin="fuzz.yml", base=Path(folder))
         except webconfig.WebConfigError as exc:
             assert str(exc).startswith("web-config fuzz.yml")
+
+
+PLAN_WORDS = st.one_of(
+    st.sampled_from(["1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb", "3g.20gb",
+                     "--gpu", "h100-80gb", "a100-40gb", "h200-141gb", "--fleet", "--output", "json", "text",
+                     "mig-parted", "--config-name", "", "x", "0x1g.10gb", "-1x2g.20gb"]),
+    st.builds("{}x{}".format, st.integers(min_value=0, max_value=40), st.sampled_from(["1g.10gb", "3g.40gb", "7g"])),
+    st.text(max_size=10),
+)  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(PLAN_WORDS, max_size=8))
+def test_plan_input_fuzz(words: list[str]) -> None:
+    """Any `mig-exporter plan` arguments end in a plan (0), a does-not-fit (1) or one clean error line (2)."""
+    import contextlib
+    import io
+
+    from exporter.cli import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main(["plan", *words])
+        except SystemExit as exc:  # --help and --version print and exit 0
+            code = 0 if exc.code in (0, None) else 2
+    assert code in (0, 1, 2)
+    if code == 2:
+        assert err.getvalue().count("\n") == 1 and err.getvalue().startswith("mig-exporter: error: ")
