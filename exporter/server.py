@@ -7,10 +7,11 @@ import contextlib
 import html
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import BasicAuth, hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from exporter import __version__
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
@@ -126,8 +127,6 @@ async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
 # Paths served without basic auth: a liveness probe must work without credentials, and "ok" discloses nothing.
 OPEN_PATHS = frozenset({"/healthz"})
 
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def _unauthorized() -> web.Response:
     return web.Response(
@@ -137,11 +136,11 @@ def _unauthorized() -> web.Response:
     )
 
 
-def web_config_middleware(watcher: WebConfigWatcher) -> Any:
+def web_config_middleware(watcher: WebConfigWatcher) -> Middleware:
     """Basic auth and the extra response headers of the web-config in force at each request."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         config = watcher.current()
         try:
             if config.users and request.path not in OPEN_PATHS and not await _authorized(watcher, request):
