@@ -66,7 +66,7 @@ def test_idle_instances_read_zero_and_steady_ones_their_level(stack: tuple[Expor
     for key, level in truth.items():
         assert got[key] == pytest.approx(level, abs=1e-9), key
     idle = {(r["metric"]["gpu"], r["metric"]["gi"]) for r in prom.query("mig_instance_gr_engine_active_ratio == 0")}
-    assert idle == {k for k, v in truth.items() if v == 0}
+    assert idle & truth.keys() == {k for k, v in truth.items() if v == 0}  # bursty ones may read 0 too
     assert len(idle) >= 4
 
 
