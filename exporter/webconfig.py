@@ -186,7 +186,7 @@ class _Reader:
         if not isinstance(value, list):
             raise self.fail(key, f"expected a list, got {type(value).__name__}")
         for item in value:
-            if item not in allowed:
+            if not isinstance(item, str) or item not in allowed:
                 raise self.fail(key, f"unknown value {item!r} (valid: {', '.join(allowed)})")
         return tuple(value)
 

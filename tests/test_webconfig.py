@@ -105,6 +105,12 @@ CORPUS: list[tuple[str, str, bool, str]] = [
         "cipher_suites",
     ),
     (
+        "nested-cipher",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: [[a]]\n",
+        False,
+        "cipher_suites",
+    ),
+    (
         "bad-curve",
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  curve_preferences: [P256]\n",
         False,
