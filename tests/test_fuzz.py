@@ -107,8 +107,19 @@ WEB_KEYS = [
 ]  # fmt: skip
 
 
+def web_config_documents() -> st.SearchStrategy[Any]:
+    """Well-shaped web-configs with fuzzed values, plus free-form documents."""
+    leaf = documents(WEB_KEYS)
+    tls = st.fixed_dictionaries({}, optional={k: leaf for k in WEB_KEYS[3:12]})
+    http = st.fixed_dictionaries({}, optional={"http2": leaf, "headers": leaf})
+    shaped = st.fixed_dictionaries(
+        {}, optional={"tls_server_config": tls, "http_server_config": http, "basic_auth_users": leaf}
+    )
+    return st.one_of(shaped, leaf)
+
+
 @FUZZ
-@given(st.one_of(documents(WEB_KEYS).map(as_yaml), RAW_TEXT))
+@given(st.one_of(web_config_documents().map(as_yaml), RAW_TEXT))
 def test_web_config_fuzz(text: str) -> None:
     """Any web-config text yields a configuration or a WebConfigError naming the file."""
     with tempfile.TemporaryDirectory() as folder:
