@@ -213,11 +213,11 @@ ROWS: list[tuple[str, str, str, bool]] = [
 ]
 
 
-def advantage(ours: float, base: float, higher_better: bool) -> float:
-    """How many times better mig-exporter is (>1: better), NaN when undefined."""
-    if higher_better:
-        return ours / base if base else float("nan")
-    return base / ours if ours else float("inf")
+def advantage(ours: float, base: float, higher_better: bool) -> str:
+    """How many times better mig-exporter is (>1: better); a dash where a figure is 0 (below resolution)."""
+    if not ours or not base:
+        return "-"
+    return f"{ours / base if higher_better else base / ours:.1f}x"
 
 
 def table(results: dict[int, dict[str, Figures]]) -> str:
@@ -228,7 +228,7 @@ def table(results: dict[int, dict[str, Figures]]) -> str:
     for gpus, figs in results.items():
         ours, base = asdict(figs["mig-exporter"]), asdict(figs["baseline"])
         for key, label, fmt, higher in ROWS:
-            ratio = "" if key == "series" else f"{advantage(ours[key], base[key], higher):.1f}x"
+            ratio = "" if key == "series" else advantage(ours[key], base[key], higher)
             lines.append(f"| {gpus} GPU x 7 | {label} | {fmt.format(ours[key])} | {fmt.format(base[key])} | {ratio} |")
     return "\n".join(lines)
 
