@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -16,10 +18,11 @@ from exporter.exposition_dcgm import builders_for
 from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.report import command as report_command
 from exporter.sampler import Sampler
-from exporter.server import build_app
+from exporter.server import build_app, handler_options
 from exporter.settings import OPTIONS, ConfigError, Settings, resolve
 from exporter.sources import SourceOptions, open_source
 from exporter.sources.base import SourceUnavailableError
+from exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("exporter")
 
@@ -72,6 +75,7 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    web_config = WebConfigWatcher(settings.web_config) if settings.web_config else None
     options = SourceOptions(
         scenario=settings.scenario,
         dcgm_bindings=settings.dcgm_bindings,
@@ -90,16 +94,37 @@ def serve(settings: Settings) -> int:
         if settings.kubelet_socket
         else None
     )
-    app = build_app(sampler, _exposition(settings.names, refresher, settings.pod_labels), refresher)
-    log.info("mig-exporter %s serving %s source on %s", __version__, source.name, settings.listen)
+    app = build_app(
+        sampler, _exposition(settings.names, refresher, settings.pod_labels), refresher, web_config=web_config
+    )
+    if web_config is not None:
+        app.on_startup.append(_reload_on_sighup(web_config))
+    scheme = "https" if web_config is not None and web_config.tls_enabled else "http"
+    log.info("mig-exporter %s serving %s source on %s://%s", __version__, source.name, scheme, settings.listen)
     try:
         web.run_app(
-            app, host=settings.listen.host, port=settings.listen.port, print=None, access_log=None, shutdown_timeout=5
+            app,
+            host=settings.listen.host,
+            port=settings.listen.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=5,
+            ssl_context=web_config.server_ssl_context() if web_config is not None else None,
+            **handler_options(settings.http_idle_timeout),
         )
     except OSError as exc:
         print(f"mig-exporter: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _reload_on_sighup(watcher: WebConfigWatcher) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook: SIGHUP re-reads the web-config (and its certificate files) at once."""
+
+    async def install(app: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.reload)
+
+    return install
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_command.run(args)
         if args.command == "simulate-history":
             return history_cli.run(args)
-    except (ConfigError, SourceUnavailableError) as exc:
+    except (ConfigError, SourceUnavailableError, WebConfigError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2
     return 2

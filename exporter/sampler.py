@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from exporter.model import Gpu, GpuSample, Snapshot, Topology
 from exporter.sources.base import GpuError, Source, TopologyChangedError
@@ -42,6 +43,7 @@ class Sampler:
         self._topology: Topology | None = None
         self._discovered_at = float("-inf")
         self._inflight: dict[int, asyncio.Task[GpuSample]] = {}
+        self._discovery: asyncio.Task[Topology] | None = None
         self._errors: Counter[tuple[str, str]] = Counter()
         self.snapshot: Snapshot | None = None
         self.subscribers: list[Subscriber] = []
@@ -50,21 +52,32 @@ class Sampler:
         self._errors[(stage, reason)] += 1
 
     async def _discover(self) -> bool:
-        """Run discovery; on failure keep the previous topology and return False."""
-        try:
-            self._topology = await asyncio.wait_for(self.source.discover(), self.deadline)
-        except TimeoutError:
-            log.warning("discovery timed out after %.1fs", self.deadline)
-            self._count("discover", "deadline")
+        """Run discovery; on failure keep the previous topology and return False.
+
+        Like a hung sample, a discovery still running past its deadline is not started again until it
+        returns, so a hung driver call cannot pile up threads.
+        """
+        if self._discovery is not None and not self._discovery.done():
+            self._count("discover", "hung")
             return False
-        except GpuError as exc:
+        task = self._discovery = asyncio.create_task(self.source.discover())
+        await asyncio.wait({task}, timeout=self.deadline)
+        if not task.done():
+            log.warning("discovery passed its %.1fs deadline", self.deadline)
+            self._count("discover", "deadline")
+            task.add_done_callback(_discard_result)
+            return False
+        self._discovery = None
+        exc = task.exception()
+        if isinstance(exc, GpuError):
             log.warning("discovery failed: %s", exc)
             self._count("discover", exc.reason)
             return False
-        except Exception as exc:  # a source bug must not stop the exporter
-            log.exception("discovery raised %s", type(exc).__name__)
+        if exc is not None:  # a source bug must not stop the exporter
+            log.error("discovery raised %s", type(exc).__name__, exc_info=exc)
             self._count("discover", "exception")
             return False
+        self._topology = task.result()
         self._discovered_at = time.monotonic()
         return True
 
@@ -157,16 +170,18 @@ class Sampler:
 
     async def close(self) -> None:
         """Cancel calls still in flight and close the source."""
-        for task in self._inflight.values():
+        tasks: list[asyncio.Task[Any]] = [*self._inflight.values(), *([self._discovery] if self._discovery else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._inflight.values():
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 0.1)
         self._inflight.clear()
+        self._discovery = None
         await self.source.close()
 
 
-def _discard_result(task: asyncio.Task[GpuSample]) -> None:
+def _discard_result(task: asyncio.Task[Any]) -> None:
     """Retrieve a late task's outcome so asyncio does not log it as never retrieved."""
     if not task.cancelled():
         task.exception()

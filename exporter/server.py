@@ -9,12 +9,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BasicAuth, hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
 from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.landing import add_routes
 from exporter.sampler import Sampler
+from exporter.webconfig import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +91,74 @@ def _attribution_loop(refresher: PodAttributionRefresher) -> Callable[[web.Appli
     return context
 
 
+# Paths served without basic auth: a liveness probe must work without credentials, and "ok" discloses nothing.
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def _unauthorized() -> web.Response:
+    return web.Response(
+        status=401,
+        text="401 Unauthorized\n",
+        headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="mig-exporter", charset="UTF-8"'},
+    )
+
+
+def web_config_middleware(watcher: WebConfigWatcher) -> Middleware:
+    """Basic auth and the extra response headers of the web-config in force at each request."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        config = watcher.current()
+        try:
+            if config.users and request.path not in OPEN_PATHS and not await _authorized(watcher, request):
+                response: web.StreamResponse = _unauthorized()
+            else:
+                response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(config.headers)
+            raise
+        response.headers.update(config.headers)
+        return response
+
+    return middleware
+
+
+async def _authorized(watcher: WebConfigWatcher, request: web.Request) -> bool:
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        return False
+    try:
+        credentials = BasicAuth.decode(header, encoding="utf-8")
+    except ValueError:
+        return False
+    return await watcher.auth.check(watcher.config.users, credentials.login, credentials.password)
+
+
+# aiohttp request-handler limits: request line and each header at most 8 KiB, at most 64 headers (431/400
+# beyond), and a connection that sends no complete request for `idle_timeout` seconds is closed, which
+# also bounds how long a client may take to send its headers.
+def handler_options(idle_timeout: float) -> dict[str, Any]:
+    """Keyword arguments for aiohttp's request handler (web.run_app / AppRunner)."""
+    return {
+        "max_line_size": 8190,
+        "max_field_size": 8190,
+        "max_headers": 64,
+        "keepalive_timeout": idle_timeout,
+        "lingering_time": 1.0,
+    }
+
+
 def build_app(
-    sampler: Sampler, exposition: Exposition | None = None, attribution: PodAttributionRefresher | None = None
+    sampler: Sampler,
+    exposition: Exposition | None = None,
+    attribution: PodAttributionRefresher | None = None,
+    web_config: WebConfigWatcher | None = None,
 ) -> web.Application:
     """The aiohttp application around a sampler (and the pod-attribution refresher); they start and stop with it."""
     exposition = exposition or Exposition()
     sampler.subscribers.append(exposition.update)
-    app = web.Application(client_max_size=1024)
+    middlewares = [web_config_middleware(web_config)] if web_config is not None else []
+    app = web.Application(client_max_size=1024, middlewares=middlewares)
     app[SAMPLER] = sampler
     app[EXPOSITION] = exposition
     app.router.add_get("/metrics", metrics)

@@ -160,6 +160,20 @@ OPTIONS: tuple[Option, ...] = (
         "BOOL",
         switch=True,
     ),
+    Option(
+        "web_config",
+        str,
+        None,
+        "exporter-toolkit web-config file (TLS, basic auth, headers); re-read when it changes or on SIGHUP",
+        "FILE",
+    ),
+    Option(
+        "http_idle_timeout",
+        positive_seconds,
+        "120",
+        "seconds a client connection may stay idle, or take to send a request, before it is closed",
+        "SECONDS",
+    ),
 )
 
 
@@ -178,6 +192,8 @@ class Settings:
     dcgm_bindings: str | None = None
     dcgm_host: str = "localhost:5555"
     names: str = "native"
+    web_config: str | None = None
+    http_idle_timeout: float = 120.0
 
 
 def _load_config_file(path: str) -> dict[str, str]:

@@ -64,6 +64,28 @@ class GpuSpec:
     ratios: Mapping[str, float]
 
 
+FAULT_KINDS = ("hang", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """A fault injected into one GPU's sampling, `after` seconds from the source's start, for `duration` s.
+
+    `hang`: the sampling call does not return until the fault ends (a hung driver call); `fail`: it
+    raises a per-GPU error with `reason` (the `reason` label of mig_exporter_errors_total).
+    """
+
+    gpu: int
+    kind: str
+    after: float = 0.0
+    duration: float = float("inf")
+    reason: str = "injected"
+
+    def active(self, elapsed: float) -> bool:
+        """Whether the fault is on `elapsed` seconds after the source started."""
+        return self.after <= elapsed < self.after + self.duration
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole simulated node."""
@@ -72,6 +94,7 @@ class Scenario:
     seed: int
     driver_version: str
     gpus: tuple[GpuSpec, ...]
+    faults: tuple[FaultSpec, ...] = ()
 
 
 BUILTIN = ("demo", "dgx-h100")
@@ -156,7 +179,7 @@ class _Reader:
         return value
 
     def scenario(self, doc: Any) -> Scenario:
-        top = self.mapping(doc, "", {"name", "seed", "driver_version", "gpus"}, {"gpus"})
+        top = self.mapping(doc, "", {"name", "seed", "driver_version", "gpus", "faults"}, {"gpus"})
         gpus_raw = self.sequence(top["gpus"], "gpus")
         if not gpus_raw:
             raise self.fail("gpus", "a scenario needs at least one GPU")
@@ -165,12 +188,33 @@ class _Reader:
         if not isinstance(name, str) or not isinstance(driver, str):
             raise self.fail("name" if not isinstance(name, str) else "driver_version", "expected a string")
         seed = self.integer(top.get("seed", 0), "seed")
-        return Scenario(name, seed, driver, tuple(self.gpu(g, f"gpus[{i}]") for i, g in enumerate(gpus_raw)))
+        gpus = tuple(self.gpu(g, f"gpus[{i}]") for i, g in enumerate(gpus_raw))
+        faults_raw = self.sequence(top.get("faults", []), "faults")
+        faults = tuple(self.fault(f, f"faults[{i}]", len(gpus)) for i, f in enumerate(faults_raw))
+        return Scenario(name, seed, driver, gpus, faults)
+
+    def fault(self, raw: Any, path: str, gpu_count: int) -> FaultSpec:
+        m = self.mapping(raw, path, {"gpu", "kind", "after", "duration", "reason"}, {"gpu", "kind"})
+        gpu = self.integer(m["gpu"], f"{path}.gpu")
+        if gpu >= gpu_count:
+            raise self.fail(f"{path}.gpu", f"GPU {gpu} does not exist (the scenario has GPUs 0..{gpu_count - 1})")
+        if m["kind"] not in FAULT_KINDS:
+            raise self.fail(f"{path}.kind", f"unknown fault {m['kind']!r} (valid: {', '.join(FAULT_KINDS)})")
+        reason = m.get("reason", "injected")
+        if not isinstance(reason, str) or not reason.replace("_", "").isalnum() or not reason.isascii():
+            raise self.fail(f"{path}.reason", f"expected a short token of letters, digits and _, got {reason!r}")
+        return FaultSpec(
+            gpu=gpu,
+            kind=m["kind"],
+            after=self.number(m.get("after", 0.0), f"{path}.after", 0.0, None),
+            duration=self.number(m["duration"], f"{path}.duration", 0.0, None) if "duration" in m else float("inf"),
+            reason=reason,
+        )
 
     def gpu(self, raw: Any, path: str) -> GpuSpec:
         m = self.mapping(raw, path, {"board", "mig", "instances", "activity", "memory", "ratios"})
         key = m.get("board", DEFAULT_BOARD)
-        if key not in BOARDS:
+        if not isinstance(key, str) or key not in BOARDS:
             raise self.fail(f"{path}.board", f"unknown GPU board {key!r} (valid: {', '.join(BOARDS)})")
         board = BOARDS[key]
         mig = m.get("mig", "instances" in m)
@@ -299,7 +343,7 @@ class _Reader:
         if not isinstance(raw, dict):
             raise self.fail(path, f"expected 'idle', a level 0..1 or a mapping with 'pattern', got {raw!r}")
         kind = raw.get("pattern")
-        if kind not in PATTERNS:
+        if not isinstance(kind, str) or kind not in PATTERNS:
             raise self.fail(f"{path}.pattern", f"unknown pattern {kind!r} (valid: {', '.join(PATTERNS)})")
         cls = PATTERNS[kind]
         fields = {f.name: f for f in dataclasses.fields(cls)}

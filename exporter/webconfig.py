@@ -1,0 +1,487 @@
+"""`--web-config FILE`: TLS and basic auth in the web-config format Prometheus exporters share.
+
+The file format is the Prometheus exporter-toolkit's (`tls_server_config`, `http_server_config`,
+`basic_auth_users`), validated the way `promtool check web-config` validates it, so users reuse
+their files. Relative paths are relative to the file's folder. `WebConfigWatcher` re-reads the
+file, and the certificate, key and client CA files it names, when one of them changes (checked at
+most once a second, on a request or a TLS handshake) or on demand (SIGHUP): new connections use
+the new certificate at once, without a restart. A changed file that fails validation is logged and
+ignored; the last good configuration stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import yaml
+
+log = logging.getLogger(__name__)
+
+
+class WebConfigError(ValueError):
+    """A web-config file that cannot be used; the message names the file and the bad key."""
+
+
+CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode] = {
+    "": ssl.CERT_NONE,
+    "NoClientCert": ssl.CERT_NONE,
+    # The certificate is asked for but neither required nor checked, so it lets in the same clients as
+    # NoClientCert; OpenSSL cannot ask without checking, so it is not asked for.
+    "RequestClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+    # Any certificate, even self-signed, would pass; OpenSSL always verifies, so these need client_ca_file.
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "RequireClientCert": ssl.CERT_REQUIRED,
+}
+_UNVERIFIED_IN_GO = ("RequireAnyClientCert", "RequireClientCert")
+
+TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+
+# The cipher suite names exporter-toolkit accepts (Go's tls.CipherSuites()), with their OpenSSL names.
+# TLS 1.3 suites are accepted but, as in Go, not configurable: every TLS 1.3 suite stays enabled.
+CIPHER_SUITES: Mapping[str, str | None] = {
+    "TLS_AES_128_GCM_SHA256": None,
+    "TLS_AES_256_GCM_SHA384": None,
+    "TLS_CHACHA20_POLY1305_SHA256": None,
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+}
+
+# Accepted for compatibility; Python's ssl module cannot set the key-exchange group list, so OpenSSL's
+# default preference applies (it includes all four).
+CURVES = ("CurveP256", "CurveP384", "CurveP521", "X25519")
+
+# The headers exporter-toolkit lets a web-config set, with their allowed values (None: any value).
+HEADERS: Mapping[str, tuple[str, ...] | None] = {
+    "Strict-Transport-Security": None,
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": None,
+    "Content-Security-Policy": None,
+}
+
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """tls_server_config, with paths made absolute."""
+
+    cert_file: Path
+    key_file: Path
+    client_auth_type: str = "NoClientCert"
+    client_ca_file: Path | None = None
+    min_version: str = "TLS12"
+    max_version: str = "TLS13"
+    cipher_suites: tuple[str, ...] = ()
+    prefer_server_cipher_suites: bool = True
+    curve_preferences: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files the TLS context is built from."""
+        return (self.cert_file, self.key_file) + ((self.client_ca_file,) if self.client_ca_file else ())
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """A validated web-config file."""
+
+    tls: TlsConfig | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    users: Mapping[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects a key given twice in one mapping, as Go's strict YAML decoding does."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a scalar", key_node.start_mark
+                )
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
+class _Reader:
+    """Validates the parsed YAML, keeping the file name and key path for error messages."""
+
+    def __init__(self, origin: str, base: Path) -> None:
+        self.origin = origin
+        self.base = base
+
+    def fail(self, key: str, message: str) -> WebConfigError:
+        return WebConfigError(f"web-config {self.origin}: {key}: {message}")
+
+    def mapping(self, value: Any, key: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
+        for k in value:
+            if allowed is None and isinstance(k, int | float) and not isinstance(k, bool):
+                continue  # a user name YAML reads as a number, as Go reads it into a string
+            if not isinstance(k, str):
+                raise self.fail(key, f"expected string keys, got {k!r}")
+            if allowed is not None and k not in allowed:
+                raise self.fail(f"{key}.{k}" if key else k, f"unknown key (allowed: {', '.join(allowed)})")
+        return value
+
+    def string(self, value: Any, key: str) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(key, f"expected a string, got {value!r}")
+        return str(value)
+
+    def boolean(self, value: Any, key: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
+    def names(self, value: Any, key: str, allowed: Mapping[str, Any] | tuple[str, ...]) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a list, got {type(value).__name__}")
+        for item in value:
+            if not isinstance(item, str) or item not in allowed:
+                raise self.fail(key, f"unknown value {item!r} (valid: {', '.join(allowed)})")
+        return tuple(value)
+
+    def path(self, value: str) -> Path:
+        return self.base / value
+
+    def config(self, doc: Any) -> WebConfig:
+        top = self.mapping(doc, "", ("tls_server_config", "http_server_config", "basic_auth_users"))
+        return WebConfig(
+            tls=self.tls(self.mapping(top.get("tls_server_config"), "tls_server_config", _TLS_KEYS)),
+            headers=self.http(self.mapping(top.get("http_server_config"), "http_server_config", ("http2", "headers"))),
+            users=self.users(self.mapping(top.get("basic_auth_users"), "basic_auth_users", None)),
+        )
+
+    def tls(self, m: dict[str, Any]) -> TlsConfig | None:
+        key = "tls_server_config"
+        text = {k: self.string(m.get(k), f"{key}.{k}") for k in ("cert_file", "key_file", "client_auth_type")}
+        text |= {k: self.string(m.get(k), f"{key}.{k}") for k in ("client_ca_file", "min_version", "max_version")}
+        ciphers = self.names(m.get("cipher_suites"), f"{key}.cipher_suites", CIPHER_SUITES)
+        curves = self.names(m.get("curve_preferences"), f"{key}.curve_preferences", CURVES)
+        prefer = self.boolean(m.get("prefer_server_cipher_suites"), f"{key}.prefer_server_cipher_suites", True)
+        versions = {}
+        for k, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
+            versions[k] = text[k] or default
+            if versions[k] not in TLS_VERSIONS:
+                raise self.fail(f"{key}.{k}", f"unknown TLS version {versions[k]!r} (valid: {', '.join(TLS_VERSIONS)})")
+        auth = text["client_auth_type"]
+        if auth not in CLIENT_AUTH_TYPES:
+            raise self.fail(
+                f"{key}.client_auth_type", f"invalid value {auth!r} (valid: {', '.join(CLIENT_AUTH_TYPES)})"
+            )
+        if not any(text[k] for k in ("cert_file", "key_file", "client_auth_type", "client_ca_file")):
+            return None  # no TLS: plain HTTP, as exporter-toolkit does
+        if not text["cert_file"]:
+            raise self.fail(f"{key}.cert_file", "missing (TLS needs cert_file and key_file)")
+        if not text["key_file"]:
+            raise self.fail(f"{key}.key_file", "missing (TLS needs cert_file and key_file)")
+        if text["client_ca_file"] and CLIENT_AUTH_TYPES[auth] == ssl.CERT_NONE:
+            raise self.fail(
+                f"{key}.client_ca_file",
+                "set without a client_auth_type that checks client certificates (use RequireAndVerifyClientCert)",
+            )
+        if auth in _UNVERIFIED_IN_GO and not text["client_ca_file"]:
+            raise self.fail(
+                f"{key}.client_auth_type",
+                f"{auth} accepts any self-signed certificate; use RequireAndVerifyClientCert with client_ca_file",
+            )
+        if TLS_VERSIONS[versions["min_version"]] > TLS_VERSIONS[versions["max_version"]]:
+            raise self.fail(
+                f"{key}.min_version", f"{versions['min_version']} is above max_version {versions['max_version']}"
+            )
+        tls = TlsConfig(
+            cert_file=self.path(text["cert_file"]),
+            key_file=self.path(text["key_file"]),
+            client_auth_type=auth or "NoClientCert",
+            client_ca_file=self.path(text["client_ca_file"]) if text["client_ca_file"] else None,
+            min_version=versions["min_version"],
+            max_version=versions["max_version"],
+            cipher_suites=ciphers,
+            prefer_server_cipher_suites=prefer,
+            curve_preferences=curves,
+        )
+        build_ssl_context(tls, self.origin)  # loads the certificate, key and CA now, so a bad one fails here
+        return tls
+
+    def http(self, m: dict[str, Any]) -> dict[str, str]:
+        self.boolean(m.get("http2"), "http_server_config.http2", True)  # aiohttp serves HTTP/1.1 only
+        headers = self.mapping(m.get("headers"), "http_server_config.headers", tuple(HEADERS))
+        out = {}
+        for name, value in headers.items():
+            text = self.string(value, f"http_server_config.headers.{name}")
+            allowed = HEADERS[name]
+            if allowed is not None and text not in allowed:
+                raise self.fail(
+                    f"http_server_config.headers.{name}", f"invalid value {text!r} (valid: {', '.join(allowed)})"
+                )
+            if text:
+                out[name] = text
+        return out
+
+    def users(self, m: dict[str, Any]) -> dict[str, bytes]:
+        out = {}
+        for name, hashed in m.items():
+            user = str(name)
+            text = self.string(hashed, f"basic_auth_users.{user}")
+            match = _BCRYPT_HASH.fullmatch(text)
+            if match is None:
+                raise self.fail(f"basic_auth_users.{user}", 'not a bcrypt hash (make one with `htpasswd -nBC 10 ""`)')
+            if not 4 <= int(match.group(1)) <= 31:
+                raise self.fail(f"basic_auth_users.{user}", f"bcrypt cost {match.group(1)} is outside 4..31")
+            out[user] = text.encode()
+        return out
+
+
+_TLS_KEYS = (
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "prefer_server_cipher_suites",
+    "curve_preferences",
+)
+
+
+def parse(text: str, origin: str = "<web-config>", base: Path = Path(".")) -> WebConfig:
+    """Parse and validate web-config YAML; relative file paths are taken from `base`."""
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        raise WebConfigError(f"web-config {origin}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return _Reader(origin, base).config(doc)
+
+
+def load(path: str | Path) -> WebConfig:
+    """Read and validate a web-config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WebConfigError(f"web-config {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse(text, origin=str(path), base=path.parent)
+
+
+def build_ssl_context(tls: TlsConfig, origin: str = "<web-config>") -> ssl.SSLContext:
+    """A server SSLContext for `tls`; raises WebConfigError naming the key whose file is bad."""
+    key = "tls_server_config"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise WebConfigError(
+            f"web-config {origin}: {key}.cert_file/key_file: cannot load {tls.cert_file} with {tls.key_file}: "
+            f"{getattr(exc, 'strerror', None) or getattr(exc, 'reason', None) or exc}"
+        ) from None
+    ctx.minimum_version = TLS_VERSIONS[tls.min_version]
+    ctx.maximum_version = TLS_VERSIONS[tls.max_version]
+    openssl_ciphers = [name for c in tls.cipher_suites if (name := CIPHER_SUITES[c]) is not None]
+    if openssl_ciphers:
+        try:
+            ctx.set_ciphers(":".join(openssl_ciphers))
+        except ssl.SSLError:
+            raise WebConfigError(
+                f"web-config {origin}: {key}.cipher_suites: none of them is available in this OpenSSL"
+            ) from None
+    if tls.prefer_server_cipher_suites:
+        ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
+        ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.verify_mode = CLIENT_AUTH_TYPES[tls.client_auth_type]
+    if tls.client_ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=tls.client_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise WebConfigError(
+                f"web-config {origin}: {key}.client_ca_file: cannot load {tls.client_ca_file}: "
+                f"{getattr(exc, 'strerror', None) or getattr(exc, 'reason', None) or exc}"
+            ) from None
+    elif ctx.verify_mode != ssl.CERT_NONE:
+        ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+    return ctx
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@cache
+def _decoy_hash() -> bytes:
+    """A hash to check unknown users' passwords against, so a wrong user name costs as much as a wrong password."""
+    return bcrypt.hashpw(b"decoy password", bcrypt.gensalt(10))
+
+
+class BasicAuth:
+    """Checks user:password against bcrypt hashes, remembering recent outcomes.
+
+    bcrypt is slow on purpose (tens of milliseconds), so checks run in a thread, one at a time, and the
+    outcome is kept under a SHA-256 digest of (user, hash, password), never the password itself; a
+    scraper sending the same credentials every 15 s costs one bcrypt check in all.
+    """
+
+    def __init__(self, cache_size: int = 128) -> None:
+        self._outcomes: dict[bytes, bool] = {}
+        self._cache_size = cache_size
+        self._lock = asyncio.Lock()
+
+    async def check(self, users: Mapping[str, bytes], user: str, password: str) -> bool:
+        """True when `user` is listed and `password` matches its hash."""
+        hashed = users.get(user)
+        secret = password.encode("utf-8", "surrogateescape")
+        key = hashlib.sha256(b"\0".join((user.encode("utf-8", "surrogateescape"), hashed or b"", secret))).digest()
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            async with self._lock:
+                outcome = self._outcomes.get(key)
+                if outcome is None:
+                    outcome = await asyncio.to_thread(_checkpw, secret, hashed)
+                    if len(self._outcomes) >= self._cache_size:
+                        del self._outcomes[next(iter(self._outcomes))]
+                    self._outcomes[key] = outcome
+        return outcome
+
+
+def _checkpw(password: bytes, hashed: bytes | None) -> bool:
+    """bcrypt check; an unknown user (no hash) is checked against a decoy and always fails."""
+    try:
+        matches = bcrypt.checkpw(password[:72], hashed or _decoy_hash())
+    except ValueError:  # a hash the library cannot read: the password does not match it
+        return False
+    return matches and hashed is not None
+
+
+class WebConfigWatcher:
+    """The web-config in force, re-read when its files change (at most every `check_interval` s) or on reload()."""
+
+    def __init__(
+        self, path: str | Path, check_interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = Path(path)
+        self.check_interval = check_interval
+        self._clock = clock
+        self.config = load(self.path)
+        self._ssl = build_ssl_context(self.config.tls, str(self.path)) if self.config.tls else None
+        self._stamps = self._current_stamps(self.config)
+        self._checked_at = self._clock()
+        self.tls_enabled = self.config.tls is not None
+        self.auth = BasicAuth()
+
+    def _current_stamps(self, config: WebConfig) -> tuple[tuple[int, int, int] | None, ...]:
+        files = (self.path, *(config.tls.files if config.tls else ()))
+        return tuple(_stamp(f) for f in files)
+
+    def current(self) -> WebConfig:
+        """The configuration in force, re-read first if a file changed since the last check."""
+        now = self._clock()
+        if now - self._checked_at >= self.check_interval:
+            self._checked_at = now
+            if self._current_stamps(self.config) != self._stamps:
+                self.reload()
+        return self.config
+
+    def reload(self) -> bool:
+        """Re-read the files now; keep the configuration in force (and log why) when the new one is bad."""
+        try:
+            config = load(self.path)
+            context = build_ssl_context(config.tls, str(self.path)) if config.tls else None
+        except WebConfigError as exc:
+            log.error("keeping the previous web-config: %s", exc)
+            self._stamps = self._current_stamps(self.config)
+            return False
+        if (config.tls is not None) != self.tls_enabled:
+            log.error(
+                "keeping the previous web-config: switching between HTTP and HTTPS (%s) needs a restart", self.path
+            )
+            self._stamps = self._current_stamps(self.config)
+            return False
+        self.config, self._ssl = config, context
+        self._stamps = self._current_stamps(config)
+        log.info("web-config %s reloaded", self.path)
+        return True
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The SSLContext for a new connection, from the configuration as it is now."""
+        self.current()
+        assert self._ssl is not None, "TLS is not enabled"
+        return self._ssl
+
+    def server_ssl_context(self) -> ssl.SSLContext | None:
+        """What to give the listening socket: a context that defers to ssl_context() per connection, or None."""
+        if not self.tls_enabled:
+            return None
+        context = _ReloadingSSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.watcher = self
+        return context
+
+
+class _ReloadingSSLContext(ssl.SSLContext):
+    """Hands every new connection to the SSLContext of the web-config in force at its handshake."""
+
+    watcher: WebConfigWatcher
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return self.watcher.ssl_context().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
