@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from exporter.driver_threads import DaemonThreadExecutor
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
 from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.landing import add_routes
@@ -74,6 +75,8 @@ async def _background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterat
 async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
     """Take the first sample before serving, run the loop for the app's life, then clean up."""
     sampler = app[SAMPLER]
+    # Sources run blocking driver calls through asyncio.to_thread: give each its own daemon thread.
+    asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
     await sampler.run_once()
     async with _background(sampler.run(), "sampler"):
         yield
