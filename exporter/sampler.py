@@ -55,18 +55,21 @@ class Sampler:
         """Run discovery; on failure keep the previous topology and return False.
 
         Like a hung sample, a discovery still running past its deadline is not started again until it
-        returns, so a hung driver call cannot pile up threads.
+        returns, so a hung driver call cannot pile up threads. When it does return, its outcome is used:
+        a node whose discovery always takes a little longer than the deadline still gets its topology.
         """
-        if self._discovery is not None and not self._discovery.done():
+        task = self._discovery
+        if task is not None and not task.done():
             self._count("discover", "hung")
             return False
-        task = self._discovery = asyncio.create_task(self.source.discover())
-        await asyncio.wait({task}, timeout=self.deadline)
-        if not task.done():
-            log.warning("discovery passed its %.1fs deadline", self.deadline)
-            self._count("discover", "deadline")
-            task.add_done_callback(_discard_result)
-            return False
+        if task is None:
+            task = self._discovery = asyncio.create_task(self.source.discover())
+            await asyncio.wait({task}, timeout=self.deadline)
+            if not task.done():
+                log.warning("discovery passed its %.1fs deadline", self.deadline)
+                self._count("discover", "deadline")
+                task.add_done_callback(_discard_result)
+                return False
         self._discovery = None
         exc = task.exception()
         if isinstance(exc, GpuError):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from exporter.model import Entity, Field
+from exporter.model import Entity, Field, Gpu, GpuSample, Topology
 from exporter.sampler import Sampler
 from exporter.sources.base import GpuError
 from exporter.sources.synthetic.scenario import parse
@@ -120,3 +120,33 @@ async def test_loop_keeps_its_interval_and_stops_on_cancel(demo: Simulator) -> N
     await sampler.close()
     assert 4 <= source.sample_calls[0] <= 9
     assert source.closed
+
+
+class SlowDiscovery:
+    """A source whose discovery always takes longer than the sampler's deadline."""
+
+    def __init__(self, inner: SyntheticSource, delay: float) -> None:
+        self.inner, self.delay, self.name, self.discover_calls = inner, delay, inner.name, 0
+
+    async def discover(self) -> Topology:
+        self.discover_calls += 1
+        await asyncio.sleep(self.delay)
+        return await self.inner.discover()
+
+    async def sample(self, gpu: Gpu) -> GpuSample:
+        return await self.inner.sample(gpu)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_discovery_slower_than_the_deadline_is_used_once_it_returns(demo: Simulator) -> None:
+    """A discovery that overruns its deadline is not restarted, and its late result becomes the topology."""
+    source = SlowDiscovery(SyntheticSource(demo, clock=lambda: T0), delay=0.3)
+    sampler = Sampler(source, deadline=0.2, clock=lambda: T0)
+    first = await sampler.run_once()
+    assert first.topology.gpus == () and not first.source_up
+    await asyncio.sleep(0.2)
+    second = await sampler.run_once()
+    assert [g.index for g in second.topology.gpus] == [0] and 0 in second.samples
+    assert second.source_up and source.discover_calls == 1
