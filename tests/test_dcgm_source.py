@@ -15,29 +15,20 @@ from exporter.sampler import Sampler
 from exporter.sources.base import SourceUnavailableError
 from exporter.sources.dcgm import DcgmSource, load_bindings, open_dcgm
 from exporter.sources.synthetic.simulator import Simulator
+from tests.support.clock import ManualClock
 from tests.support.fake_dcgm import FAKE_DCGM_DIR, fake_bindings, hostengine
 
 MIB = 1024**2
 T0 = 1_790_000_000.0
 
 
-class Clock:
-    """A settable clock for the fake engine's update ticks and the source's reconnect backoff."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def engine(dgx: Simulator, clock: Clock) -> Iterator[Any]:
+def engine(dgx: Simulator, clock: ManualClock) -> Iterator[Any]:
     """A fake host engine serving the dgx-h100 scenario, installed for the fake bindings."""
     module = hostengine()
     eng = module.FakeHostEngine(dgx, clock=clock)
@@ -47,7 +38,7 @@ def engine(dgx: Simulator, clock: Clock) -> Iterator[Any]:
 
 
 @pytest.fixture
-def source(engine: Any, clock: Clock) -> DcgmSource:
+def source(engine: Any, clock: ManualClock) -> DcgmSource:
     src = DcgmSource(fake_bindings(), host="localhost:5555", interval=1.0, monotonic=clock)
     src.start()
     return src
@@ -80,10 +71,10 @@ async def test_dcgm_discovery_yields_the_dgx_h100_topology(source: DcgmSource, d
     ]
 
 
-async def test_dcgm_sample_yields_the_simulated_values(source: DcgmSource, dgx: Simulator, clock: Clock) -> None:
+async def test_dcgm_sample_yields_the_simulated_values(source: DcgmSource, dgx: Simulator, clock: ManualClock) -> None:
     """After one watch update every GPU, GI and CI reads the simulator's values at the update time."""
     topology = await source.discover()
-    clock.t = T0 + 1.2  # one update tick (at T0 + 1) after the watch began
+    clock.now = T0 + 1.2  # one update tick (at T0 + 1) after the watch began
     for gpu in topology.gpus:
         sample = await source.sample(gpu)
         truth = dgx.sample(gpu.index, T0 + 1.0)
@@ -98,7 +89,9 @@ async def test_dcgm_sample_yields_the_simulated_values(source: DcgmSource, dgx: 
                     assert got[fld] == pytest.approx(value), (entity, fld)
 
 
-async def test_dcgm_power_and_temperature_only_on_gpu_entities(source: DcgmSource, engine: Any, clock: Clock) -> None:
+async def test_dcgm_power_and_temperature_only_on_gpu_entities(
+    source: DcgmSource, engine: Any, clock: ManualClock
+) -> None:
     """Power and temperature are watched and reported on GPU entities only; profiling never on a MIG-enabled GPU."""
     topology = await source.discover()
     watched = {(entity, fid) for w in engine._watches.values() for entity in w.entities for fid in w.fields}
@@ -106,7 +99,7 @@ async def test_dcgm_power_and_temperature_only_on_gpu_entities(source: DcgmSourc
     assert {entity[0] for entity, fid in watched if fid in (150, 155)} == {gpu}
     assert not {(e, f) for e, f in watched if e[0] == gpu and e[1] in mig_gpus and 1001 <= f <= 1005}
     assert {(gpu, 7), (gpu_i, 0)} <= {e for e, f in watched if f == 1001}  # the MIG-disabled GPU and instances
-    clock.t += 1.5
+    clock.now += 1.5
     sample = await source.sample(topology.gpus[0])
     assert Field.POWER in sample.values[Entity(0)]
     for entity, fields in sample.values.items():
@@ -123,14 +116,14 @@ async def test_dcgm_first_profiling_value_after_a_watch_is_absent_not_zero(sourc
     assert sample.get(Entity(1, 1), Field.MEMORY_USED) is not None
 
 
-async def test_dcgm_missing_profiling_module_reports_profiling_not_supported(engine: Any, clock: Clock) -> None:
+async def test_dcgm_missing_profiling_module_reports_profiling_not_supported(engine: Any, clock: ManualClock) -> None:
     """Without profiling, activity series are absent with PROFILING_NOT_SUPPORTED; memory, power, temperature stay."""
     engine.profiling = False
     source = DcgmSource(fake_bindings(), interval=1.0, monotonic=clock)
     source.start()
     sampler = Sampler(source, clock=clock)
     snapshot = await sampler.run_once()
-    clock.t += 1.5
+    clock.now += 1.5
     snapshot = await sampler.run_once()
     assert snapshot.source_up
     sample = snapshot.samples[0]
@@ -144,7 +137,7 @@ async def test_dcgm_missing_profiling_module_reports_profiling_not_supported(eng
 
 
 async def test_dcgm_blank_values_and_statuses_become_absent_series(
-    source: DcgmSource, engine: Any, clock: Clock
+    source: DcgmSource, engine: Any, clock: ManualClock
 ) -> None:
     """Blank sentinels and NOT_SUPPORTED statuses give absent series and a reason, never zeros."""
     structs = fake_bindings().structs
@@ -154,7 +147,7 @@ async def test_dcgm_blank_values_and_statuses_become_absent_series(
     engine.blank[251] = "blank"
     sampler = Sampler(source, clock=clock)
     await sampler.run_once()
-    clock.t += 1.5
+    clock.now += 1.5
     snapshot = await sampler.run_once()
     sample = snapshot.samples[3]
     assert sample.get(Entity(3), Field.POWER) is None
@@ -169,18 +162,20 @@ async def test_dcgm_blank_values_and_statuses_become_absent_series(
     assert 'mig_exporter_field_supported{field="power",gpu="3",reason="not_supported"} 0.0' in text
 
 
-async def test_dcgm_memory_used_falls_back_to_total_minus_free(source: DcgmSource, engine: Any, clock: Clock) -> None:
+async def test_dcgm_memory_used_falls_back_to_total_minus_free(
+    source: DcgmSource, engine: Any, clock: ManualClock
+) -> None:
     """A blank FB_USED with FB_TOTAL and FB_FREE present still gives memory used."""
     engine.blank[252] = "blank"
     topology = await source.discover()
-    clock.t += 1.5
+    clock.now += 1.5
     sample = await source.sample(topology.gpus[1])
     assert sample.get(Entity(1, 1), Field.MEMORY_USED) is not None
     assert Field.MEMORY_USED not in sample.unsupported
 
 
 async def test_dcgm_host_engine_restart_reconnects_and_recreates_watches(
-    source: DcgmSource, engine: Any, clock: Clock
+    source: DcgmSource, engine: Any, clock: ManualClock
 ) -> None:
     """A restarted host engine drops source_up to 0, then the source reconnects with backoff and resumes."""
     sampler = Sampler(source, clock=clock)
@@ -200,33 +195,33 @@ async def test_dcgm_host_engine_restart_reconnects_and_recreates_watches(
     assert not waiting.source_up and engine.calls["connect"] == connects + 1
     assert waiting.errors[("sample", "disconnected")] == 15
 
-    clock.t += 1.5
+    clock.now += 1.5
     back = await sampler.run_once()
     assert back.source_up
     assert engine.calls["connect"] == connects + 2
     assert engine.calls["watch"] > watches_before  # groups and watches re-created on the new connection
     assert back.samples[1].get(Entity(1, 1), Field.MEMORY_USED) is not None
-    clock.t += 1.5
+    clock.now += 1.5
     resumed = await sampler.run_once()
     assert resumed.samples[1].get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) is not None
 
 
 async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
-    source: DcgmSource, engine: Any, dgx: Simulator, clock: Clock
+    source: DcgmSource, engine: Any, dgx: Simulator, clock: ManualClock
 ) -> None:
     """A re-partition renumbers DCGM's entities; the source re-maps them and values land on the right slices."""
     sampler = Sampler(source, clock=clock)
     await sampler.run_once()
     two_halves = dgx.scenario.gpus[1].instances  # 3g.40gb + 3g.40gb
     engine.repartition(0, two_halves)
-    clock.t += 1.5
+    clock.now += 1.5
     snapshot = await sampler.run_once()
     assert snapshot.source_up
     assert [i.profile for i in snapshot.topology.gpus[0].instances] == ["3g.40gb", "3g.40gb"]
     assert Entity(0, 7) not in snapshot.samples[0].values  # the old 1g instances are gone
     assert len(engine._groups) == 2 and len(engine._field_groups) == 2  # the old ones were destroyed
     assert "<td>?</td>" in layout_fragment(layout(snapshot, ActivityWindow(), "dcgm"))  # placement unknown
-    clock.t += 1.5
+    clock.now += 1.5
     snapshot = await sampler.run_once()
     t_update = T0 + 3.0  # the re-created watch ticks from the discovery at T0 + 1.5
     for gpu in (0, 2, 6):
@@ -238,7 +233,7 @@ async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
             ), entity
 
 
-async def test_dcgm_embedded_engine(engine: Any, clock: Clock, dgx: Simulator) -> None:
+async def test_dcgm_embedded_engine(engine: Any, clock: ManualClock, dgx: Simulator) -> None:
     """`--dcgm-host embedded` starts an engine in-process and discovers the same node."""
     source = DcgmSource(fake_bindings(), host="embedded", monotonic=clock)
     source.start()

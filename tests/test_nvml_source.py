@@ -17,6 +17,7 @@ from exporter.sources.nvml import NvmlSource
 from exporter.sources.synthetic.scenario import parse
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
+from tests.support.clock import ManualClock
 from tests.support.nvml import SimulatedLibrary, load_fake_pynvml
 
 # The fake's GPM ratios are means over the window between two readings (1 s here); the truth
@@ -25,24 +26,14 @@ ACTIVITY_TOLERANCE = 0.02
 START = 1_700_000_000.0
 
 
-class Clock:
-    """A clock the test moves by hand, shared by the fake driver and the source."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> ManualClock:
     """A hand-driven clock."""
-    return Clock()
+    return ManualClock(START)
 
 
 @pytest.fixture
-def fake(dgx: Simulator, clock: Clock) -> Iterator[ModuleType]:
+def fake(dgx: Simulator, clock: ManualClock) -> Iterator[ModuleType]:
     """A fresh fake pynvml backed by the dgx-h100 simulator, privileged."""
     module = load_fake_pynvml()
     module.install(dgx, clock=clock)
@@ -61,7 +52,7 @@ def library(request: pytest.FixtureRequest, fake: ModuleType, monkeypatch: pytes
 
 
 @pytest.fixture
-async def source(library: ModuleType, clock: Clock) -> AsyncIterator[NvmlSource]:
+async def source(library: ModuleType, clock: ManualClock) -> AsyncIterator[NvmlSource]:
     """An NVML source over `library`, closed after the test."""
     src = NvmlSource(library, clock=clock)
     yield src
@@ -72,7 +63,7 @@ async def sample_all(src: NvmlSource, topology: Topology) -> dict[int, GpuSample
     return {g.index: await src.sample(g) for g in topology.gpus}
 
 
-async def two_cycles(src: NvmlSource, clock: Clock) -> tuple[Topology, dict[int, GpuSample]]:
+async def two_cycles(src: NvmlSource, clock: ManualClock) -> tuple[Topology, dict[int, GpuSample]]:
     """Discover, take the first GPM readings, move the clock 1 s and sample again."""
     topology = await src.discover()
     await sample_all(src, topology)
@@ -85,7 +76,9 @@ async def test_nvml_discovery_matches_synthetic_topology(source: NvmlSource, dgx
     assert await source.discover() == await SyntheticSource(dgx).discover()
 
 
-async def test_nvml_activity_and_memory_match_simulator_truth(source: NvmlSource, dgx: Simulator, clock: Clock) -> None:
+async def test_nvml_activity_and_memory_match_simulator_truth(
+    source: NvmlSource, dgx: Simulator, clock: ManualClock
+) -> None:
     """Every activity ratio is within 0.02 of the simulator's truth; memory, power and temperature are exact."""
     topology, samples = await two_cycles(source, clock)
     checked = 0
@@ -118,7 +111,7 @@ async def test_nvml_first_cycle_has_no_activity_yet(source: NvmlSource) -> None:
 
 
 async def test_nvml_gpm_buffers_are_reused_and_freed_on_close(
-    fake: ModuleType, source: NvmlSource, clock: Clock
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
 ) -> None:
     """Two GPM buffers per instance are allocated once, reused every cycle, and freed with NVML shut down on close."""
     topology, _ = await two_cycles(source, clock)
@@ -134,7 +127,7 @@ async def test_nvml_gpm_buffers_are_reused_and_freed_on_close(
     assert driver.initialized == 0
 
 
-async def test_nvml_calls_per_cycle_on_dgx_h100(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+async def test_nvml_calls_per_cycle_on_dgx_h100(fake: ModuleType, source: NvmlSource, clock: ManualClock) -> None:
     """A steady-state cycle on dgx-h100 costs one fixed set of NVML calls: per GPU, GPU instance and MIG device."""
     topology, _ = await two_cycles(source, clock)
     driver = fake.driver()
@@ -158,7 +151,7 @@ async def test_nvml_calls_per_cycle_on_dgx_h100(fake: ModuleType, source: NvmlSo
 
 
 async def test_nvml_unprivileged_degrades_to_mig_handles(
-    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock
 ) -> None:
     """Without GI privileges, profiles come from MIG device attributes, placements are unknown, memory still adds up."""
     fake.driver().privileged = False
@@ -189,7 +182,7 @@ async def test_nvml_unprivileged_degrades_to_mig_handles(
 
 
 async def test_nvml_unprivileged_on_a_board_missing_from_the_catalog(
-    fake: ModuleType, source: NvmlSource, clock: Clock
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
 ) -> None:
     """An unknown model without GI privileges still gets profile names, slices and memory from the MIG devices."""
     fake.driver().privileged = False
@@ -207,7 +200,7 @@ async def test_nvml_unprivileged_on_a_board_missing_from_the_catalog(
 
 
 async def test_nvml_a100_without_gpm_reports_why_activity_is_absent(
-    fake: ModuleType, source: NvmlSource, clock: Clock
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
 ) -> None:
     """On an A100 (no GPM) every activity series is absent, memory is read, and field_supported names no_gpm."""
     fake.set_model(1, "NVIDIA A100-SXM4-80GB", gpm=False)
@@ -238,7 +231,9 @@ async def run_sampler_once(source: NvmlSource, topology: Topology, samples: dict
     return render(snapshot, (native_families, exporter_families)).text
 
 
-async def test_nvml_per_metric_error_drops_only_that_field(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+async def test_nvml_per_metric_error_drops_only_that_field(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
+) -> None:
     """A GPM metric whose own nvmlReturn fails is absent with its reason; the other ratios are reported."""
     fake.fail_metric(fake.NVML_GPM_METRIC_DRAM_BW_UTIL, fake.NVML_ERROR_NOT_SUPPORTED)
     _, samples = await two_cycles(source, clock)
@@ -249,7 +244,7 @@ async def test_nvml_per_metric_error_drops_only_that_field(fake: ModuleType, sou
 
 
 async def test_nvml_driver_without_memory_v2_falls_back_to_v1(
-    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock
 ) -> None:
     """On a driver without nvmlDeviceGetMemoryInfo_v2, memory is read through v1 (used then includes reserved)."""
     fake.driver().memory_v2 = False
@@ -259,7 +254,9 @@ async def test_nvml_driver_without_memory_v2_falls_back_to_v1(
     assert whole == dgx.gpu_memory_used(7, clock.now) + fake.PARENT_RESERVED_BYTES
 
 
-async def test_nvml_without_per_instance_gpm_keeps_the_rest(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+async def test_nvml_without_per_instance_gpm_keeps_the_rest(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
+) -> None:
     """When GPU-instance GPM is not supported, GPU instances lack ratios but compute instances and memory remain."""
     fake.driver().refused["nvmlGpmMigSampleGet"] = fake.NVML_ERROR_NOT_SUPPORTED
     _, samples = await two_cycles(source, clock)
@@ -271,7 +268,7 @@ async def test_nvml_without_per_instance_gpm_keeps_the_rest(fake: ModuleType, so
 
 
 async def test_nvml_refused_power_and_temperature_are_absent_with_reason(
-    fake: ModuleType, source: NvmlSource, clock: Clock
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
 ) -> None:
     """Power the driver does not support and temperature it does not offer are absent, each with its reason."""
     fake.driver().refused["nvmlDeviceGetPowerUsage"] = fake.NVML_ERROR_NOT_SUPPORTED
@@ -282,7 +279,7 @@ async def test_nvml_refused_power_and_temperature_are_absent_with_reason(
     assert samples[0].get(Entity(0), Field.MEMORY_USED) is not None
 
 
-async def warm_sampler(source: NvmlSource, clock: Clock, deadline: float = 5.0) -> Sampler:
+async def warm_sampler(source: NvmlSource, clock: ManualClock, deadline: float = 5.0) -> Sampler:
     """A sampler that has run two cycles, so every GPU has activity."""
     sampler = Sampler(source, interval=1.0, discovery_interval=3600.0, deadline=deadline)
     await sampler.run_once()
@@ -296,7 +293,7 @@ async def warm_sampler(source: NvmlSource, clock: Clock, deadline: float = 5.0) 
     ("error", "reason"), [("NVML_ERROR_GPU_IS_LOST", "gpu_lost"), ("NVML_ERROR_UNKNOWN", "unknown")]
 )
 async def test_nvml_gpu_lost_mid_run_isolates_that_gpu(
-    fake: ModuleType, source: NvmlSource, clock: Clock, error: str, reason: str
+    fake: ModuleType, source: NvmlSource, clock: ManualClock, error: str, reason: str
 ) -> None:
     """A GPU that falls off the bus (or fails) is marked stale and counted with its reason; the others report on."""
     sampler = await warm_sampler(source, clock)
@@ -314,7 +311,9 @@ async def test_nvml_gpu_lost_mid_run_isolates_that_gpu(
     assert sampler._topology is not None and sampler._topology.gpu(2) is not None
 
 
-async def test_nvml_hung_call_marks_only_that_gpu_stale(fake: ModuleType, source: NvmlSource, clock: Clock) -> None:
+async def test_nvml_hung_call_marks_only_that_gpu_stale(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
+) -> None:
     """A call that never returns makes its GPU stale after the deadline, with no new threads; released, it recovers."""
     sampler = await warm_sampler(source, clock, deadline=0.5)
     release = fake.hang_gpu(5)
@@ -324,7 +323,7 @@ async def test_nvml_hung_call_marks_only_that_gpu_stale(fake: ModuleType, source
         release.set()
 
 
-async def check_hung_gpu(fake: ModuleType, sampler: Sampler, clock: Clock, release: Event) -> None:
+async def check_hung_gpu(fake: ModuleType, sampler: Sampler, clock: ManualClock, release: Event) -> None:
     clock.now += 1.0
     snapshot = await sampler.run_once()
     assert snapshot.stale_gpus == {5}
@@ -356,7 +355,7 @@ gpus:
 
 
 async def test_nvml_repartition_mid_run_shows_new_layout(
-    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock
 ) -> None:
     """After `nvidia-smi mig` re-partitions a GPU, the next cycle re-discovers it and reports the new instances."""
     sampler = await warm_sampler(source, clock)
@@ -377,7 +376,7 @@ async def test_nvml_repartition_mid_run_shows_new_layout(
 
 
 async def test_nvml_repartition_reusing_ids_is_still_detected(
-    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock
 ) -> None:
     """A layout whose MIG slots now hold other instances is caught through the handles, not read through them."""
     sampler = await warm_sampler(source, clock)
@@ -391,7 +390,7 @@ async def test_nvml_repartition_reusing_ids_is_still_detected(
 
 @pytest.mark.parametrize("stale_handle", ["NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"])
 async def test_nvml_destroyed_instance_triggers_rediscovery(
-    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: Clock, stale_handle: str
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock, stale_handle: str
 ) -> None:
     """A destroyed GPU instance, whose MIG handle now fails (NotFound or InvalidArgument), goes in the next cycle."""
     fake.driver().empty_slot_error = getattr(fake, stale_handle)
