@@ -10,6 +10,7 @@ import pytest
 
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator
+from tests.support.browser import chromium_command
 from tests.support.processes import prometheus_binary
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -41,3 +42,9 @@ def needs_prometheus() -> None:
         if os.environ.get("CI"):
             pytest.fail("prometheus binary not installed in CI: .ci/run should have installed it")
         pytest.skip("prometheus binary not installed: apt-get install prometheus (.ci/run does)")
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The headless chromium command line; skips (fails in CI) where chromium cannot run."""
+    return chromium_command(tmp_path_factory.mktemp("chromium-profile"))

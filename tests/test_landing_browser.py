@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -17,40 +15,6 @@ from exporter.sources.synthetic.scenario import load
 from tests.support.processes import ExporterProcess
 
 pytestmark = pytest.mark.integration
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-]
-
-
-def unusable(reason: str) -> None:
-    """Skip with the reason, or fail in CI, where .ci/run installs chromium."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: .ci/run should have installed chromium")
-    pytest.skip(f"{reason} (apt-get install chromium; .ci/run does)")
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """The chromium command line with a fresh profile, checked to start here."""
-    binary = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-    if binary is None:
-        unusable("no chromium binary on PATH")
-    command = [str(binary), *FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]
-    try:
-        probe = subprocess.run([*command, "--dump-dom", "data:text/html,<p>ok</p>"], capture_output=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        unusable("chromium did not answer within 60 s")
-    if b"<p>ok</p>" not in probe.stdout:
-        unusable(f"chromium cannot run here: {probe.stderr.decode(errors='replace')[-300:]}")
-    yield command
 
 
 @pytest.fixture(scope="module")

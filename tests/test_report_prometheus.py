@@ -12,9 +12,7 @@ import base64
 import html
 import json
 import math
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -181,37 +179,6 @@ def test_report_markdown_summarises_gpus_slices_pods_and_configs(stack: Stack) -
     assert "mig-configs:" in text and "node-a-9401-h100-80gb-right-sized" in text
 
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-component-update",
-    "--hide-scrollbars",
-]
-
-
-def chromium_or_skip(workdir: Path) -> str:
-    """The chromium binary once it has shown it can run headless here; skip (fail in CI) otherwise."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    reason = "chromium is not installed: apt-get install chromium"
-    if binary is not None:
-        trial = subprocess.run(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'chromium-trial'}", "--dump-dom", "about:blank"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if trial.returncode == 0 and "<body" in trial.stdout:
-            return binary
-        reason = f"chromium cannot run headless here (exit {trial.returncode}): {trial.stderr.strip()[-300:]}"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 PROBE = """<script>
 document.body.setAttribute("data-probe", JSON.stringify([...document.querySelectorAll("svg")].map(s => {
   const box = s.getBoundingClientRect();
@@ -221,9 +188,10 @@ document.body.setAttribute("data-probe", JSON.stringify([...document.querySelect
 </script></body>"""
 
 
-def test_report_html_renders_its_charts_in_chromium(stack: Stack, tmp_path: Path, artifacts: Path) -> None:
+def test_report_html_renders_its_charts_in_chromium(
+    stack: Stack, tmp_path: Path, artifacts: Path, chromium: list[str]
+) -> None:
     """Headless Chromium lays out the heatmap, the waste chart and every slice map of the self-contained page."""
-    binary = chromium_or_skip(tmp_path)
     page = tmp_path / "report.html"
     result = run_report(stack, "--window", "14d", "--output", "html", "--out", str(page))
     assert result.returncode == 0, result.stderr
@@ -233,9 +201,8 @@ def test_report_html_renders_its_charts_in_chromium(stack: Stack, tmp_path: Path
     probed.write_text(text.replace("</body>", PROBE, 1))
 
     def browse(*args: str) -> str:
-        profile = tmp_path / f"chromium-{len(list(tmp_path.iterdir()))}"
         done = subprocess.run(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            [*chromium, *args],
             capture_output=True,
             text=True,
             timeout=120,
