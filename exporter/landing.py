@@ -16,14 +16,13 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.mig.catalog import board
+from exporter.mig.catalog import GIB, board
 from exporter.mig.svg import SliceBox, slice_map_svg
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 from exporter.sampler import Sampler
 
 IDLE_THRESHOLD = 0.05  # as MigInstanceIdle in deploy/prometheus/mig-exporter.rules.yml
 IDLE_WINDOW_S = 300.0  # as its avg_over_time(...[5m])
-GIB = 2**30
 _CHAR_PX = 7.5  # rough width of one label character in the slice map, to keep labels inside their box
 _SLICE_PX = 72
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator
 from tests.support.browser import chromium_command
-from tests.support.processes import prometheus_binary
+from tests.support.tools import required_binary
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -38,13 +37,16 @@ def artifacts() -> Iterator[Path]:
 @pytest.fixture
 def needs_prometheus() -> None:
     """Skip, naming the fix, where the prometheus binary is missing; in CI (.ci/run installs it) fail instead."""
-    if prometheus_binary() is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus binary not installed in CI: .ci/run should have installed it")
-        pytest.skip("prometheus binary not installed: apt-get install prometheus (.ci/run does)")
+    required_binary("prometheus", "prometheus")
 
 
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The headless chromium command line; skips (fails in CI) where chromium cannot run."""
     return chromium_command(tmp_path_factory.mktemp("chromium-profile"))
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """The promtool binary; skipped where missing, except in CI, where .ci/run installs it."""
+    return required_binary("promtool", "prometheus")

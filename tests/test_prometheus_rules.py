@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
@@ -20,17 +17,6 @@ ALERTS = {
     "MigExporterDown",
     "MigExporterStale",
 }
-
-
-@pytest.fixture
-def promtool() -> str:
-    """The promtool binary; skipped with the fix where missing, failed in CI."""
-    binary = shutil.which("promtool")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool not installed in CI: .ci/run should have installed the prometheus package")
-        pytest.skip("promtool not installed: apt-get install prometheus (.ci/run does)")
-    return binary
 
 
 def rules() -> list[dict[str, object]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import signal
 import ssl
@@ -140,17 +139,6 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_config(folder: Path, body: str, name: str = "web.yml") -> Path:
     path = folder / name
     path.write_text(body)
-    return path
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    """The promtool binary; skipped where missing, except in CI, where .ci/run installs it."""
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool not installed in CI: .ci/run should have installed prometheus")
-        pytest.skip("promtool not installed: apt-get install prometheus (.ci/run does)")
     return path
 
 

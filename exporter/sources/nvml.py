@@ -31,7 +31,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar
 
-from exporter.mig.catalog import COMPUTE_SLICES, MEMORY_SLICES, Board, board_for_model
+from exporter.mig.catalog import COMPUTE_SLICES, GIB, MEMORY_SLICES, Board, board_for_model
 from exporter.model import (
     ACTIVITY_FIELDS,
     ComputeInstance,
@@ -260,7 +260,7 @@ class NvmlSource:
                 devices, instances = self._discover_mig(handle, board, parent_total)
         memory_total = parent_total
         if memory_total is None:
-            memory_total = int(board.memory_gib * 1024**3) if board else sum(i.memory_total_bytes for i in instances)
+            memory_total = int(board.memory_gib * GIB) if board else sum(i.memory_total_bytes for i in instances)
         gpu = Gpu(
             index=index,
             uuid=uuid,
@@ -611,7 +611,7 @@ def _derive_profile(attributes: Any, memory: int, board: Board | None, gpu_total
     that many compute slices.
     """
     compute = int(attributes.gpuInstanceSliceCount)
-    gib = memory / 1024**3
+    gib = memory / GIB
     media = int(attributes.sharedOfaCount) > 0 and compute < COMPUTE_SLICES
     candidates = [p for p in board.profiles if p.compute_slices == compute] if board else []
     if candidates:
