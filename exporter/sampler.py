@@ -51,6 +51,16 @@ class Sampler:
     def _count(self, stage: str, reason: str) -> None:
         self._errors[(stage, reason)] += 1
 
+    def _count_failure(self, stage: str, what: str, exc: BaseException) -> None:
+        """Count a failed call by its reason: a GpuError names one; anything else is a source bug."""
+        if isinstance(exc, GpuError):
+            if not isinstance(exc, TopologyChangedError):  # a re-partition is routine, not a warning
+                log.warning("%s failed: %s", what, exc)
+            self._count(stage, exc.reason)
+        else:  # a source bug must not stop the exporter
+            log.error("%s raised %s: %s", what, type(exc).__name__, exc, exc_info=exc)
+            self._count(stage, "exception")
+
     async def _discover(self) -> bool:
         """Run discovery; on failure keep the previous topology and return False.
 
@@ -72,13 +82,8 @@ class Sampler:
                 return False
         self._discovery = None
         exc = task.exception()
-        if isinstance(exc, GpuError):
-            log.warning("discovery failed: %s", exc)
-            self._count("discover", exc.reason)
-            return False
-        if exc is not None:  # a source bug must not stop the exporter
-            log.error("discovery raised %s", type(exc).__name__, exc_info=exc)
-            self._count("discover", "exception")
+        if exc is not None:
+            self._count_failure("discover", "discovery", exc)
             return False
         self._topology = task.result()
         self._discovered_at = time.monotonic()
@@ -114,13 +119,7 @@ class Sampler:
             failed.add(index)
             if isinstance(exc, TopologyChangedError):
                 changed.add(index)
-                self._count("sample", exc.reason)
-            elif isinstance(exc, GpuError):
-                log.warning("sampling GPU %d failed: %s", index, exc)
-                self._count("sample", exc.reason)
-            else:
-                log.error("sampling GPU %d raised %s: %s", index, type(exc).__name__, exc)
-                self._count("sample", "exception")
+            self._count_failure("sample", f"sampling GPU {index}", exc)
         return samples, failed, changed
 
     async def run_once(self) -> Snapshot:
