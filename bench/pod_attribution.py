@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.exposition import exporter_families, native_families, pod_families, render, with_pod_labels
+from exporter.exposition.native import exporter_families, native_families, pod_families, render, with_pod_labels
 from exporter.kubernetes.refresher import PodAttributionRefresher
 from tests.support.kubelet import FakeKubelet, dgx_pods, short_socket_dir
 from tests.support.processes import ExporterProcess

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from exporter.cli import build_parser
+from exporter.cli.main import build_parser
+from exporter.cli.report import RENDERERS, options_from, review
 from exporter.report.collect import CHUNK_SECONDS
-from exporter.report.command import RENDERERS, options_from, review
 from exporter.report.prometheus import PrometheusClient, chunks
 from exporter.sources.synthetic.history import Node, sample_times
 from exporter.sources.synthetic.scenario import load

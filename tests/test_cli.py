@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from exporter.settings import ConfigError, Listen, resolve
+from exporter.cli.main import main
+from exporter.cli.settings import ConfigError, Listen, resolve
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.settings import ConfigError, resolve
+from exporter.cli.settings import ConfigError, resolve
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator
 from tests.support.fake_dcgm import FAKE_DCGM_DIR

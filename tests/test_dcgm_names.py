@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.exposition import Exposition, render
-from exporter.exposition_dcgm import builders_for
+from exporter.exposition.dcgm import builders_for
+from exporter.exposition.native import Exposition, render
 from exporter.model import Entity, Field
 from tests.support.promtool import check_metrics
 from tests.support.snapshots import fixed_snapshot

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from exporter.exposition import Exposition, render
-from exporter.landing import ActivityWindow, layout, layout_fragment
+from exporter.exposition.native import Exposition, render
+from exporter.http.landing import ActivityWindow, layout, layout_fragment
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, Topology
 from exporter.sampler import Sampler
 from exporter.sources.base import SourceUnavailableError
-from exporter.sources.dcgm import DcgmSource, load_bindings, open_dcgm
+from exporter.sources.dcgm.source import DcgmSource, load_bindings, open_dcgm
 from exporter.sources.synthetic.simulator import Simulator
 from tests.support.clock import ManualClock
 from tests.support.fake_dcgm import FAKE_DCGM_DIR, fake_bindings, hostengine

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from exporter.driver_threads import DaemonThreadExecutor
+from exporter.sources.driver_threads import DaemonThreadExecutor
 
 HUNG_CALLS_THEN_EXIT = textwrap.dedent(
     """
     import asyncio, threading, time
-    from exporter.driver_threads import DaemonThreadExecutor
+    from exporter.sources.driver_threads import DaemonThreadExecutor
 
     forever = threading.Event()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.exposition import Exposition, render, wants_openmetrics
+from exporter.exposition.native import Exposition, render, wants_openmetrics
 from exporter.model import Field, GpuSample
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.exposition import Exposition, _SnapshotCollector
+from exporter.exposition.native import Exposition, _SnapshotCollector
 from exporter.model import Snapshot
 from tests.support.snapshots import fixed_snapshot
 

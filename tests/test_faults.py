@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
+from exporter.http.server import build_app
 from exporter.sampler import Sampler
-from exporter.server import build_app
 from exporter.sources.base import GpuError
 from exporter.sources.synthetic.scenario import ScenarioError, parse
 from exporter.sources.synthetic.simulator import Simulator

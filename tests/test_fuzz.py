@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import webconfig
-from exporter.settings import OPTIONS, ConfigError, resolve
+from exporter.cli.settings import OPTIONS, ConfigError, resolve
+from exporter.http import webconfig
 from exporter.sources.synthetic.scenario import ScenarioError, parse
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,7 +145,7 @@ def test_plan_input_fuzz(words: list[str]) -> None:
     import contextlib
     import io
 
-    from exporter.cli import main
+    from exporter.cli.main import main
 
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):

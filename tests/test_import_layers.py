@@ -1,4 +1,4 @@
-"""Imports point one way: model <- mig <- sources <- sampler <- exposition <- server <- cli."""
+"""Imports point one way: model <- mig <- sources <- sampler <- exposition <- http <- cli."""
 
 from __future__ import annotations
 
@@ -12,22 +12,15 @@ RANKS = {
     "exporter": 0,  # the package itself: __version__
     "exporter.model": 0,
     "exporter.timespec": 0,
-    "exporter.driver_threads": 0,
     "exporter.mig": 1,
     "exporter.sources": 2,
     "exporter.kubernetes": 2,
     "exporter.report": 2,
     "exporter.sampler": 3,
     "exporter.exposition": 4,
-    "exporter.settings": 4,
-    "exporter.webconfig": 4,
-    "exporter.exposition_dcgm": 5,
-    "exporter.landing": 5,
-    "exporter.server": 6,
-    "exporter.plan_cli": 6,
-    "exporter.history_cli": 6,
-    "exporter.cli": 7,
-    "exporter.__main__": 8,
+    "exporter.http": 5,
+    "exporter.cli": 6,
+    "exporter.__main__": 7,
 }
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.settings import OPTIONS
+from exporter.cli.settings import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "kubernetes"

@@ -16,15 +16,22 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli import build_parser, main
-from exporter.exposition import Exposition, exporter_families, native_families, pod_families, render, with_pod_labels
+from exporter.cli.main import build_parser, main
+from exporter.cli.settings import resolve
+from exporter.exposition.native import (
+    Exposition,
+    exporter_families,
+    native_families,
+    pod_families,
+    render,
+    with_pod_labels,
+)
+from exporter.http.server import build_app
 from exporter.kubernetes.attribution import Allocation, Holder, PodAttribution, is_gpu_resource
 from exporter.kubernetes.podresources import PodResourcesClient
 from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.model import Entity, Snapshot
 from exporter.sampler import Sampler
-from exporter.server import build_app
-from exporter.settings import resolve
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
 from tests.support.kubelet import DGX_POD_INFO, FakeKubelet, dgx_pods, short_socket_dir

@@ -10,10 +10,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from dashboards.thresholds import DEFAULT_THRESHOLDS
-from exporter.landing import IDLE_THRESHOLD, ActivityWindow, landing_page, layout, layout_fragment
+from exporter.http.landing import IDLE_THRESHOLD, ActivityWindow, landing_page, layout, layout_fragment
+from exporter.http.server import build_app
 from exporter.model import Field
 from exporter.sampler import Sampler
-from exporter.server import build_app
 from exporter.sources.synthetic.patterns import Idle
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource

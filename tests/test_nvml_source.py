@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from exporter.exposition import exporter_families, native_families, render
+from exporter.exposition.native import exporter_families, native_families, render
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, GpuSample, Topology
 from exporter.sampler import Sampler
 from exporter.sources import SourceOptions, open_source

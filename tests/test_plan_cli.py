@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.cli import main
+from exporter.cli.main import main
 
 
 def plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -25,9 +25,9 @@ import pytest
 from aiohttp import ClientSession, web
 from pytest_aiohttp import AiohttpServer
 
-from exporter.cli import build_parser
+from exporter.cli.main import build_parser
+from exporter.cli.report import options_from, review
 from exporter.model import Field
-from exporter.report.command import options_from, review
 from exporter.report.prometheus import PrometheusError
 from exporter.sources.synthetic.history import Node, sample_times
 from exporter.sources.synthetic.scenario import load

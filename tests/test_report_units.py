@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpServer
 
-from exporter.cli import build_parser
+from exporter.cli.main import build_parser
+from exporter.cli.report import ProgressBar, options_from
 from exporter.mig.catalog import GIB, board
-from exporter.report.command import ProgressBar, options_from
 from exporter.report.prometheus import MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusError, chunks
 from exporter.report.rightsize import Policy, recommend
 from exporter.report.stats import Accumulator, Grid, Summary

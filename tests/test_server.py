@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient
 
+from exporter.http.server import build_app
 from exporter.sampler import Sampler
-from exporter.server import build_app
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporter import webconfig
+from exporter.http import webconfig
+from exporter.http.server import build_app
+from exporter.http.webconfig import WebConfigError, WebConfigWatcher
 from exporter.sampler import Sampler
-from exporter.server import build_app
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
-from exporter.webconfig import WebConfigError, WebConfigWatcher
 from tests.support.processes import ExporterProcess, wait_until
 from tests.support.tls import Pki, bcrypt_hash
 

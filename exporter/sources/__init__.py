@@ -30,7 +30,7 @@ def _synthetic(options: SourceOptions) -> Source:
 
 
 def _dcgm(options: SourceOptions) -> Source:
-    from exporter.sources.dcgm import open_dcgm
+    from exporter.sources.dcgm.source import open_dcgm
 
     return open_dcgm(options.dcgm_bindings, options.dcgm_host, options.interval)
 

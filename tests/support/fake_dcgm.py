@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from exporter.sources.dcgm import Bindings, load_bindings
+from exporter.sources.dcgm.source import Bindings, load_bindings
 
 FAKE_DCGM_DIR = Path(__file__).resolve().parent.parent / "fakes" / "dcgm"
 

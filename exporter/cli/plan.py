@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from exporter.cli.settings import ConfigError
 from exporter.mig.catalog import (
     COMPUTE_SLICES,
     DEFAULT_BOARD,
@@ -28,7 +29,6 @@ from exporter.mig.parted import PLACEMENT_NOTE, mig_parted_config
 from exporter.mig.placement import Placement
 from exporter.mig.planner import Plan, pack, place
 from exporter.mig.svg import SliceBox, slice_map_svg
-from exporter.settings import ConfigError
 
 OUTPUTS = ("text", "json", "mig-parted", "svg")
 _ITEM = re.compile(r"(?:(\d+)\s*[x*]\s*)?(\S+)")

@@ -37,7 +37,7 @@ from exporter.model import (
     Topology,
 )
 from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
-from exporter.sources.dcgm_mapping import (
+from exporter.sources.dcgm.mapping import (
     FE_GPU,
     FE_GPU_CI,
     FE_GPU_I,

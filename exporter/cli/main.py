@@ -12,17 +12,19 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from exporter import __version__, history_cli, plan_cli
-from exporter.exposition import Exposition, native_families, pod_families, with_pod_labels
-from exporter.exposition_dcgm import builders_for
+from exporter import __version__
+from exporter.cli import history as history_cli
+from exporter.cli import plan as plan_cli
+from exporter.cli import report as report_command
+from exporter.cli.settings import OPTIONS, ConfigError, Settings, resolve
+from exporter.exposition.dcgm import builders_for
+from exporter.exposition.native import Exposition, native_families, pod_families, with_pod_labels
+from exporter.http.server import build_app, handler_options
+from exporter.http.webconfig import WebConfigError, WebConfigWatcher
 from exporter.kubernetes.refresher import PodAttributionRefresher
-from exporter.report import command as report_command
 from exporter.sampler import Sampler
-from exporter.server import build_app, handler_options
-from exporter.settings import OPTIONS, ConfigError, Settings, resolve
 from exporter.sources import SourceOptions, open_source
 from exporter.sources.base import SourceUnavailableError
-from exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("exporter")
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import Metric
 
-from exporter.exposition import FamilyBuilder, exporter_families, native_families
+from exporter.exposition.native import FamilyBuilder, exporter_families, native_families
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 
 MIB = 1024**2

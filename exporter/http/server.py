@@ -12,12 +12,12 @@ from typing import Any
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from exporter.driver_threads import DaemonThreadExecutor
-from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
+from exporter.exposition.native import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
+from exporter.http.landing import add_routes
+from exporter.http.webconfig import WebConfigWatcher
 from exporter.kubernetes.refresher import PodAttributionRefresher
-from exporter.landing import add_routes
 from exporter.sampler import Sampler
-from exporter.webconfig import WebConfigWatcher
+from exporter.sources.driver_threads import DaemonThreadExecutor
 
 log = logging.getLogger(__name__)
 
