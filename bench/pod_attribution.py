@@ -20,7 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.exposition.native import exporter_families, native_families, pod_families, render, with_pod_labels
+from exporter.exposition.health import exporter_families
+from exporter.exposition.native import native_families
+from exporter.exposition.pods import pod_families, with_pod_labels
+from exporter.exposition.render import render
 from exporter.kubernetes.refresher import PodAttributionRefresher
 from tests.support.kubelet import FakeKubelet, dgx_pods, short_socket_dir
 from tests.support.processes import ExporterProcess

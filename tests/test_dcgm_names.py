@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from exporter.exposition.dcgm import builders_for
-from exporter.exposition.native import Exposition, render
+from exporter.exposition.health import exporter_families
+from exporter.exposition.native import native_families
+from exporter.exposition.render import render
 from exporter.model import Entity, Field
 from tests.support.promtool import check_metrics
 from tests.support.snapshots import fixed_snapshot
@@ -73,9 +75,9 @@ def test_dcgm_names_values_and_units(text: str) -> None:
 
 def test_dcgm_names_are_added_to_the_native_exposition(text: str) -> None:
     """The native families are unchanged: dcgm names come in addition, so native dashboards keep working."""
-    native = render(fixed_snapshot(), Exposition().builders).text.decode()
+    native = render(fixed_snapshot(), builders_for("native")).text.decode()
     assert text.startswith(native)
-    assert builders_for("native") == Exposition().builders
+    assert builders_for("native") == (native_families, exporter_families)
 
 
 def test_dcgm_names_promtool_flags_only_the_modelname_label(text: str) -> None:

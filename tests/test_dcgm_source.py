@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.exposition.native import Exposition, render
+from exporter.exposition.dcgm import builders_for
+from exporter.exposition.render import render
 from exporter.http.landing import ActivityWindow, layout, layout_fragment
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, Topology
 from exporter.sampler import Sampler
@@ -131,7 +132,7 @@ async def test_dcgm_missing_profiling_module_reports_profiling_not_supported(eng
         assert sample.unsupported[fld] == "profiling_not_supported"
     assert sample.get(Entity(0), Field.POWER) is not None
     assert sample.get(Entity(0, 1), Field.MEMORY_USED) is not None
-    text = render(snapshot, Exposition().builders).text.decode()
+    text = render(snapshot, builders_for("native")).text.decode()
     assert "mig_instance_gr_engine_active_ratio{" not in text
     assert 'mig_exporter_field_supported{field="gr_engine_active",gpu="0",reason="profiling_not_supported"} 0.0' in text
 
@@ -156,7 +157,7 @@ async def test_dcgm_blank_values_and_statuses_become_absent_series(
     assert sample.unsupported[Field.MEMORY_USED] == "no_data"
     assert sample.get(Entity(3, 1), Field.GR_ENGINE_ACTIVE) is not None
     assert sample.get(Entity(3), Field.TEMPERATURE) is not None
-    text = render(snapshot, Exposition().builders).text.decode()
+    text = render(snapshot, builders_for("native")).text.decode()
     assert "mig_gpu_power_watts{" not in text and "mig_instance_sm_active_ratio{" not in text
     assert "mig_instance_memory_used_bytes{" not in text
     assert 'mig_exporter_field_supported{field="power",gpu="3",reason="not_supported"} 0.0' in text

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.exposition.native import Exposition, render, wants_openmetrics
+from exporter.exposition.dcgm import builders_for
+from exporter.exposition.render import render, wants_openmetrics
 from exporter.model import Field, GpuSample
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator
@@ -31,7 +32,7 @@ def series(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 @pytest.fixture(scope="module")
 def text() -> str:
-    return render(fixed_snapshot(), Exposition().builders).text.decode()
+    return render(fixed_snapshot(), builders_for("native")).text.decode()
 
 
 def test_golden_exposition_matches(text: str) -> None:
@@ -140,7 +141,7 @@ def test_unsupported_field_is_absent_and_explained() -> None:
         },
         unsupported={Field.TENSOR_ACTIVE: "no_gpm"},
     )
-    s = series(render(dataclasses.replace(snap, samples={0: stripped}), Exposition().builders).text.decode())
+    s = series(render(dataclasses.replace(snap, samples={0: stripped}), builders_for("native")).text.decode())
     assert "mig_instance_tensor_active_ratio" not in s
     support = {lbl["field"]: (lbl["reason"], v) for lbl, v in s["mig_exporter_field_supported"]}
     assert support["tensor_active"] == ("no_gpm", 0.0)
@@ -154,7 +155,7 @@ def test_stale_gpu_keeps_identity_but_loses_values() -> None:
     stale = dataclasses.replace(
         snap, samples=samples, stale_gpus=frozenset({1}), source_up=False, errors={("sample", "deadline"): 3}
     )
-    s = series(render(stale, Exposition().builders).text.decode())
+    s = series(render(stale, builders_for("native")).text.decode())
     assert {lbl["gpu"] for lbl, _ in s["mig_instance_info"]} >= {"1"}
     assert "1" not in {lbl["gpu"] for lbl, _ in s["mig_instance_gr_engine_active_ratio"]}
     assert "1" not in {lbl["gpu"] for lbl, _ in s["mig_gpu_power_watts"]}
@@ -164,7 +165,7 @@ def test_stale_gpu_keeps_identity_but_loses_values() -> None:
 
 def test_openmetrics_and_gzip_bodies() -> None:
     """OpenMetrics ends with # EOF; gzip bodies decompress to the plain ones and are cached."""
-    rendered = render(fixed_snapshot("demo"), Exposition().builders)
+    rendered = render(fixed_snapshot("demo"), builders_for("native"))
     assert rendered.openmetrics.endswith(b"# EOF\n")
     assert b"mig_exporter_errors_total" in rendered.openmetrics or b"mig_exporter_errors" in rendered.openmetrics
     for om in (False, True):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.exposition.native import Exposition, _SnapshotCollector
+from exporter.exposition.dcgm import builders_for
+from exporter.exposition.render import Exposition, _SnapshotCollector
 from exporter.model import Snapshot
 from tests.support.snapshots import fixed_snapshot
 
@@ -13,7 +14,7 @@ from tests.support.snapshots import fixed_snapshot
 def test_openmetrics_bytes_match_prometheus_client_defaults() -> None:
     """The faster OpenMetrics escaping writes exactly what prometheus-client's default escaping writes."""
     snapshot = fixed_snapshot()
-    exposition = Exposition()
+    exposition = Exposition(builders_for("native"))
     exposition.update(snapshot)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snapshot, exposition.builders))

@@ -18,14 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli.main import build_parser, main
 from exporter.cli.settings import resolve
-from exporter.exposition.native import (
-    Exposition,
-    exporter_families,
-    native_families,
-    pod_families,
-    render,
-    with_pod_labels,
-)
+from exporter.exposition.health import exporter_families
+from exporter.exposition.native import native_families
+from exporter.exposition.pods import pod_families, with_pod_labels
+from exporter.exposition.render import Exposition, render
 from exporter.http.server import build_app
 from exporter.kubernetes.attribution import Allocation, Holder, PodAttribution, is_gpu_resource
 from exporter.kubernetes.podresources import PodResourcesClient

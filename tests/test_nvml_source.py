@@ -8,7 +8,9 @@ from types import ModuleType
 
 import pytest
 
-from exporter.exposition.native import exporter_families, native_families, render
+from exporter.exposition.health import exporter_families
+from exporter.exposition.native import native_families
+from exporter.exposition.render import render
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, GpuSample, Topology
 from exporter.sampler import Sampler
 from exporter.sources import SourceOptions, open_source

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from exporter.exposition.native import native_families, render
+from exporter.exposition.native import native_families
+from exporter.exposition.render import render
 from exporter.model import Field
 from exporter.sources.synthetic.history import Node, sample_times, write_openmetrics
 from exporter.sources.synthetic.scenario import load

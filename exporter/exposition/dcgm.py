@@ -17,7 +17,9 @@ from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import Metric
 
-from exporter.exposition.native import FamilyBuilder, exporter_families, native_families
+from exporter.exposition.health import exporter_families
+from exporter.exposition.native import native_families
+from exporter.exposition.render import FamilyBuilder
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 
 MIB = 1024**2

@@ -12,12 +12,12 @@ from typing import Any
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from exporter.exposition.native import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
+from exporter.exposition.dcgm import builders_for
+from exporter.exposition.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
 from exporter.http.landing import add_routes
 from exporter.http.webconfig import WebConfigWatcher
 from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.sampler import Sampler
-from exporter.sources.driver_threads import DaemonThreadExecutor
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,6 @@ async def _background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterat
 async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
     """Take the first sample before serving, run the loop for the app's life, then clean up."""
     sampler = app[SAMPLER]
-    # Sources run blocking driver calls through asyncio.to_thread: give each its own daemon thread.
-    asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
     await sampler.run_once()
     async with _background(sampler.run(), "sampler"):
         yield
@@ -158,7 +156,7 @@ def build_app(
     web_config: WebConfigWatcher | None = None,
 ) -> web.Application:
     """The aiohttp application around a sampler (and the pod-attribution refresher); they start and stop with it."""
-    exposition = exposition or Exposition()
+    exposition = exposition or Exposition(builders_for("native"))
     sampler.subscribers.append(exposition.update)
     middlewares = [web_config_middleware(web_config)] if web_config is not None else []
     app = web.Application(client_max_size=1024, middlewares=middlewares)

@@ -5,10 +5,13 @@ pool, each hung call holds a worker for good, so a few hung GPUs starve every ot
 and Python joins pool threads at exit, so one hung call keeps the process alive after SIGTERM.
 Here a hung call holds only its own thread, and daemon threads never block exit. The sampler
 keeps at most one call in flight per GPU, which bounds the number of threads.
+
+Sources that call a driver await `in_driver_thread`; nothing else in the process shares these threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from collections.abc import Callable
@@ -56,3 +59,11 @@ class DaemonThreadExecutor(ThreadPoolExecutor):
         """Refuse new calls. Never joins: a thread stuck in the driver must not keep the process alive."""
         with self._lock:
             self._closed = True
+
+
+_DRIVER_CALLS = DaemonThreadExecutor()
+
+
+async def in_driver_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking driver call in its own daemon thread and await its result."""
+    return await asyncio.get_running_loop().run_in_executor(_DRIVER_CALLS, fn)

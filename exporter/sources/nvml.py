@@ -43,6 +43,7 @@ from exporter.model import (
     Topology,
 )
 from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+from exporter.sources.driver_threads import in_driver_thread
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class NvmlSource:
                     del self._busy[index]
 
         try:
-            return await asyncio.to_thread(run)
+            return await in_driver_thread(run)
         except asyncio.CancelledError:
             if not started.is_set() and self._busy.get(index) is token:
                 del self._busy[index]  # never started: the GPU is free again
@@ -213,7 +214,7 @@ class NvmlSource:
     # -- discovery ----------------------------------------------------------------------------
 
     async def discover(self) -> Topology:
-        count, driver = await asyncio.to_thread(self._system)
+        count, driver = await in_driver_thread(self._system)
         indexes = range(count)
         results = await asyncio.gather(
             *(self._on_gpu(i, partial(self._discover_gpu, i, driver)) for i in indexes),
@@ -576,7 +577,7 @@ class NvmlSource:
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._close_sync)
+        await in_driver_thread(self._close_sync)
 
     def _close_sync(self) -> None:
         nvml = self._nvml

@@ -15,7 +15,6 @@ watches. Every blocking call runs in a thread.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import itertools
 import logging
@@ -25,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -55,6 +55,7 @@ from exporter.sources.dcgm.mapping import (
     hierarchy_signatures,
     profiled_entities,
 )
+from exporter.sources.driver_threads import in_driver_thread
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ class DcgmSource:
     # -- discovery --------------------------------------------------------------------------
 
     async def discover(self) -> Topology:
-        return await asyncio.to_thread(self._discover)
+        return await in_driver_thread(self._discover)
 
     def _discover(self) -> Topology:
         with self._lock:
@@ -464,7 +465,7 @@ class DcgmSource:
     # -- sampling ---------------------------------------------------------------------------
 
     async def sample(self, gpu: Gpu) -> GpuSample:
-        return await asyncio.to_thread(self._sample, gpu)
+        return await in_driver_thread(partial(self._sample, gpu))
 
     def _sample(self, gpu: Gpu) -> GpuSample:
         with self._lock:
@@ -533,7 +534,7 @@ class DcgmSource:
         return out
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._close)
+        await in_driver_thread(self._close)
 
     def _close(self) -> None:
         with self._lock:

@@ -1,0 +1,117 @@
+"""`mig-exporter serve`: the exporter daemon, from its settings to a running aiohttp server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.cli.settings import OPTIONS, Settings
+from exporter.exposition.dcgm import builders_for
+from exporter.exposition.native import native_families
+from exporter.exposition.pods import pod_families, with_pod_labels
+from exporter.exposition.render import Exposition
+from exporter.http.server import build_app, handler_options
+from exporter.http.webconfig import WebConfigWatcher
+from exporter.kubernetes.refresher import PodAttributionRefresher
+from exporter.sampler import Sampler
+from exporter.sources import SourceOptions, open_source
+
+log = logging.getLogger("exporter")
+
+P = TypeVar("P", bound=argparse.ArgumentParser)
+
+
+def add_parser(commands: argparse._SubParsersAction[P]) -> None:
+    """Add the `serve` subcommand: one flag per entry of OPTIONS, plus --config."""
+    serve = commands.add_parser("serve", help="run the exporter daemon")
+    for option in OPTIONS:
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if option.switch else {}
+        serve.add_argument(
+            option.flag,
+            dest=option.key,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} (env {option.env}; default {option.default})",
+            **switch,
+        )
+    serve.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
+    )
+
+
+def _exposition(names: str, attribution: PodAttributionRefresher | None, pod_labels: bool) -> Exposition:
+    """The families to render for `--names`, plus pod attribution when a kubelet socket is set."""
+    builders = list(builders_for(names))
+    if attribution is not None:
+        if pod_labels:
+            builders = [with_pod_labels(b, attribution) if b is native_families else b for b in builders]
+        builders.append(pod_families(attribution))
+    return Exposition(builders)
+
+
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; 0 on a clean stop, 1 when the address cannot be bound."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    web_config = WebConfigWatcher(settings.web_config) if settings.web_config else None
+    options = SourceOptions(
+        scenario=settings.scenario,
+        dcgm_bindings=settings.dcgm_bindings,
+        dcgm_host=settings.dcgm_host,
+        interval=settings.interval,
+    )
+    source = open_source(settings.source, options)
+    sampler = Sampler(
+        source,
+        interval=settings.interval,
+        discovery_interval=settings.discovery_interval,
+        deadline=settings.deadline,
+    )
+    refresher = (
+        PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
+        if settings.kubelet_socket
+        else None
+    )
+    app = build_app(
+        sampler, _exposition(settings.names, refresher, settings.pod_labels), refresher, web_config=web_config
+    )
+    if web_config is not None:
+        app.on_startup.append(_reload_on_sighup(web_config))
+    scheme = "https" if web_config is not None and web_config.tls_enabled else "http"
+    log.info("mig-exporter %s serving %s source on %s://%s", __version__, source.name, scheme, settings.listen)
+    try:
+        web.run_app(
+            app,
+            host=settings.listen.host,
+            port=settings.listen.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=5,
+            ssl_context=web_config.server_ssl_context() if web_config is not None else None,
+            **handler_options(settings.http_idle_timeout),
+        )
+    except OSError as exc:
+        print(f"mig-exporter: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _reload_on_sighup(watcher: WebConfigWatcher) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook: SIGHUP re-reads the web-config (and its certificate files) at once."""
+
+    async def install(app: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.reload)
+
+    return install
