@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import shutil
 import signal
 import ssl
@@ -250,6 +251,39 @@ async def test_users_reload_without_restart(aiohttp_client: ClientFactory, demo:
     assert (await client.get("/metrics", headers=basic("prometheus", "secret"))).status == 401
     assert (await client.get("/metrics", headers=basic("prometheus", "rotated"))).status == 200
     path.write_text("basic_auth_users:\n  prometheus: not-a-hash\n")
+    assert (await client.get("/metrics", headers=basic("prometheus", "rotated"))).status == 200
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "",
+        "basic_auth_users:\n",
+        "basic_auth_users: {}\n",
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+    ],
+    ids=["truncated", "bare-key", "empty-mapping", "users-removed"],
+)
+async def test_reload_that_drops_users_fails_closed(
+    aiohttp_client: ClientFactory,
+    demo: Simulator,
+    tmp_path: Path,
+    edit: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A web-config that held users and is reloaded without any keeps the users in force and logs an error."""
+    path = write_config(tmp_path, f"basic_auth_users:\n  prometheus: {HASH}\n")
+    watcher = WebConfigWatcher(path, check_interval=0)
+    client = await aiohttp_client(build_app(Sampler(SyntheticSource(demo), interval=60), web_config=watcher))
+    path.write_text(edit)
+    with caplog.at_level(logging.INFO, logger=webconfig.log.name):
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers=basic("prometheus", "secret"))).status == 200
+        assert not watcher.reload()  # SIGHUP takes the same path
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and all("lists no basic_auth_users" in r.getMessage() for r in errors)
+    assert not any("reloaded" in r.getMessage() for r in caplog.records)
+    path.write_text(f"basic_auth_users:\n  prometheus: {bcrypt_hash('rotated')}\n")  # the edit finished
     assert (await client.get("/metrics", headers=basic("prometheus", "rotated"))).status == 200
 
 

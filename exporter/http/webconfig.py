@@ -6,7 +6,8 @@ their files. Relative paths are relative to the file's folder. `WebConfigWatcher
 file, and the certificate, key and client CA files it names, when one of them changes (checked at
 most once a second, on a request or a TLS handshake) or on demand (SIGHUP): new connections use
 the new certificate at once, without a restart. A changed file that fails validation is logged and
-ignored; the last good configuration stays in force.
+ignored; the last good configuration stays in force. So is one that would drop basic auth or switch
+between HTTP and HTTPS: a reload fails closed, and removing auth or TLS takes a restart.
 """
 
 from __future__ import annotations
@@ -445,16 +446,28 @@ class WebConfigWatcher:
             log.error("keeping the previous web-config: %s", exc)
             self._stamps = self._current_stamps(self.config)
             return False
-        if (config.tls is not None) != self.tls_enabled:
-            log.error(
-                "keeping the previous web-config: switching between HTTP and HTTPS (%s) needs a restart", self.path
-            )
+        refusal = self._refusal(config)
+        if refusal is not None:
+            log.error("keeping the previous web-config: %s (%s)", refusal, self.path)
             self._stamps = self._current_stamps(self.config)
             return False
         self.config, self._ssl = config, context
         self._stamps = self._current_stamps(config)
         log.info("web-config %s reloaded", self.path)
         return True
+
+    def _refusal(self, config: WebConfig) -> str | None:
+        """Why a valid new file must not replace the one in force, or None.
+
+        A reload never weakens what the process was started with: a file that lost its users (truncated,
+        half-written, `basic_auth_users:` left empty) would open every endpoint, and HTTP <-> HTTPS cannot
+        change on a listening socket. Removing auth or TLS takes a restart, on purpose.
+        """
+        if self.config.users and not config.users:
+            return "it lists no basic_auth_users while the running one does; remove basic auth by a restart"
+        if (config.tls is not None) != self.tls_enabled:
+            return "switching between HTTP and HTTPS needs a restart"
+        return None
 
     def ssl_context(self) -> ssl.SSLContext:
         """The SSLContext for a new connection, from the configuration as it is now."""
