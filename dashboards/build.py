@@ -1,4 +1,4 @@
-"""Regenerate the dashboards' JSON and the Grafana alert-rule provisioning file.
+"""Regenerate the dashboards' JSON, the Grafana alert-rule provisioning file and the Prometheus rules file.
 
     python -m dashboards.build            # write the files
     python -m dashboards.build --check    # exit 1, naming the stale files, when they differ from the sources
@@ -21,6 +21,7 @@ from grafanalib._gen import DashboardEncoder
 from dashboards.fleet import fleet_dashboard
 from dashboards.grafana_alerts import alert_rules
 from dashboards.instance import instance_dashboard
+from dashboards.prometheus_rules import rules_file
 from dashboards.thresholds import Thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,7 @@ def outputs(th: Thresholds, datasource_uid: str, root: Path = ROOT) -> dict[Path
         root / "dashboards" / "mig-instance.json": json.dumps(instance, indent=2, sort_keys=True) + "\n",
         root / "deploy" / "grafana" / "provisioning" / "alerting" / "mig-exporter.yaml": HEADER
         + yaml.safe_dump(rules, sort_keys=False, width=200),
+        root / "deploy" / "prometheus" / "mig-exporter.rules.yml": rules_file(th),
     }
 
 

@@ -7,11 +7,14 @@ from typing import Any
 from grafanalib import core as g
 
 from dashboards.thresholds import Thresholds
+from exporter.contract import families as fam
+from exporter.contract import recorded
+from exporter.model import Field
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-ACTIVITY = "mig_instance_gr_engine_active_ratio"
-GPU_ACTIVITY_RULE = "instance_gpu:mig_gr_engine_active_ratio:slice_weighted"
-HOURLY_ACTIVITY_RULE = "instance_gpu_gi:mig_instance_gr_engine_active_ratio:avg1h"
+ACTIVITY = fam.INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series
+GPU_ACTIVITY_RULE = recorded.GPU_ACTIVITY_SLICE_WEIGHTED
+HOURLY_ACTIVITY_RULE = recorded.INSTANCE_ACTIVITY_AVG1H
 INSTANCE_KEY = "instance, gpu, gi, profile"
 INSTANCE_LEGEND = "{{instance}} · GPU {{gpu}} · GI {{gi}} · {{profile}}"
 

@@ -20,6 +20,7 @@ from dashboards.common import (
     target,
 )
 from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from exporter.contract import families as fam
 
 UID = "mig-fleet"
 SEL = 'instance=~"$instance", gpu=~"$gpu", profile=~"$profile"'
@@ -49,7 +50,7 @@ def _stats(th: Thresholds) -> list[g.Panel]:
     underused = f"{below_underused_expr(th)} >= {th.idle}"
     pct = f"{th.idle:.0%}"
     return [
-        stat("GPU instances", f"count(mig_instance_info{{{SEL}}}) or vector(0)", pos(0, 0, 4, 4)),
+        stat("GPU instances", f"count({fam.INSTANCE_INFO}{{{SEL}}}) or vector(0)", pos(0, 0, 4, 4)),
         stat(
             "Idle instances",
             f"count({idle}) or vector(0)",
@@ -59,7 +60,7 @@ def _stats(th: Thresholds) -> list[g.Panel]:
         ),
         stat(
             "Idle capacity",
-            f"(sum({_only(f'mig_instance_compute_slices{{{SEL}}}', idle)}) / 7) or vector(0)",
+            f"(sum({_only(f'{fam.INSTANCE_COMPUTE_SLICES}{{{SEL}}}', idle)}) / 7) or vector(0)",
             pos(8, 0, 4, 4),
             description="Compute slices of the idle instances, in whole GPUs (7 compute slices = 1 GPU).",
             decimals=2,
@@ -69,7 +70,7 @@ def _stats(th: Thresholds) -> list[g.Panel]:
         ),
         stat(
             "Idle memory",
-            f"sum({_only(f'mig_instance_memory_total_bytes{{{SEL}}}', idle)}) or vector(0)",
+            f"sum({_only(f'{fam.INSTANCE_MEMORY_TOTAL}{{{SEL}}}', idle)}) or vector(0)",
             pos(12, 0, 4, 4),
             description="Memory of the idle instances: held by slices that do no work.",
             unit="bytes",
@@ -97,8 +98,8 @@ def _stats(th: Thresholds) -> list[g.Panel]:
 def _table(th: Thresholds) -> g.Table:
     wasted = below_underused_expr(th)
     pods = (
-        f"group by ({INSTANCE_KEY}, namespace, pod) (mig_instance_pod_info{{{GPU_SEL}}}"
-        f" * on (instance, gpu, gi) group_left (profile) group by ({INSTANCE_KEY}) (mig_instance_info{{{SEL}}}))"
+        f"group by ({INSTANCE_KEY}, namespace, pod) ({fam.INSTANCE_POD_INFO}{{{GPU_SEL}}}"
+        f" * on (instance, gpu, gi) group_left (profile) group by ({INSTANCE_KEY}) ({fam.INSTANCE_INFO}{{{SEL}}}))"
     )
     link = (
         "/d/mig-instance/mig-instance?${__url_time_range}&var-datasource=${datasource}"
@@ -115,8 +116,8 @@ def _table(th: Thresholds) -> g.Table:
         targets=[
             target(wasted, "A", instant=True, table=True),
             target(_only(f"{HOURLY_ACTIVITY_RULE}{{{SEL}}}", wasted), "B", instant=True, table=True),
-            target(_only(f"mig_instance_memory_used_bytes{{{SEL}}}", wasted), "C", instant=True, table=True),
-            target(_only(f"mig_instance_memory_total_bytes{{{SEL}}}", wasted), "D", instant=True, table=True),
+            target(_only(f"{fam.INSTANCE_MEMORY_USED}{{{SEL}}}", wasted), "C", instant=True, table=True),
+            target(_only(f"{fam.INSTANCE_MEMORY_TOTAL}{{{SEL}}}", wasted), "D", instant=True, table=True),
             target(_only(pods, wasted), "E", instant=True, table=True),
         ],
         transformations=[
@@ -175,10 +176,12 @@ def fleet_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
         description="Idle and under-used MIG slices across the fleet (mig-exporter).",
         since="now-24h",
         variables=[
-            query_variable("instance", "Node", "label_values(mig_instance_info, instance)"),
-            query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance=~"$instance"}, gpu)'),
+            query_variable("instance", "Node", f"label_values({fam.INSTANCE_INFO}, instance)"),
+            query_variable("gpu", "GPU", f'label_values({fam.INSTANCE_INFO}{{instance=~"$instance"}}, gpu)'),
             query_variable(
-                "profile", "Profile", 'label_values(mig_instance_info{instance=~"$instance", gpu=~"$gpu"}, profile)'
+                "profile",
+                "Profile",
+                f'label_values({fam.INSTANCE_INFO}{{instance=~"$instance", gpu=~"$gpu"}}, profile)',
             ),
         ],
         panels=[

@@ -18,15 +18,17 @@ from dashboards.common import (
     timeseries,
 )
 from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from exporter.contract import families as fam
+from exporter.model import Field
 
 UID = "mig-instance"
 SEL = 'instance="$instance", gpu="$gpu", gi="$gi"'
 RATIOS = (
-    ("gr_engine_active", "graphics engine active"),
-    ("sm_active", "SM active"),
-    ("sm_occupancy", "SM occupancy"),
-    ("tensor_active", "tensor active"),
-    ("dram_active", "DRAM active"),
+    (Field.GR_ENGINE_ACTIVE, "graphics engine active"),
+    (Field.SM_ACTIVE, "SM active"),
+    (Field.SM_OCCUPANCY, "SM occupancy"),
+    (Field.TENSOR_ACTIVE, "tensor active"),
+    (Field.DRAM_ACTIVE, "DRAM active"),
 )
 
 
@@ -58,26 +60,28 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
         description="One MIG GPU instance: activity, memory, compute instances and pods (mig-exporter).",
         since="now-6h",
         variables=[
-            query_variable("instance", "Node", "label_values(mig_instance_info, instance)", multi=False),
-            query_variable("gpu", "GPU", 'label_values(mig_instance_info{instance="$instance"}, gpu)', multi=False),
+            query_variable("instance", "Node", f"label_values({fam.INSTANCE_INFO}, instance)", multi=False),
+            query_variable(
+                "gpu", "GPU", f'label_values({fam.INSTANCE_INFO}{{instance="$instance"}}, gpu)', multi=False
+            ),
             query_variable(
                 "gi",
                 "GPU instance",
-                'label_values(mig_instance_info{instance="$instance", gpu="$gpu"}, gi)',
+                f'label_values({fam.INSTANCE_INFO}{{instance="$instance", gpu="$gpu"}}, gi)',
                 multi=False,
             ),
         ],
         panels=[
             stat(
                 "Profile",
-                f"mig_instance_info{{{SEL}}}",
+                f"{fam.INSTANCE_INFO}{{{SEL}}}",
                 pos(0, 0, 6, 4),
                 legend="{{profile}}",
                 textMode="name",
             ),
             stat(
                 "Placement (memory slices)",
-                f"mig_instance_info{{{SEL}}}",
+                f"{fam.INSTANCE_INFO}{{{SEL}}}",
                 pos(6, 0, 4, 4),
                 legend="start {{placement_start}}, size {{placement_size}}",
                 textMode="name",
@@ -91,13 +95,13 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
                 steps=activity_steps(th),
                 description=f"Idle below {th.idle:.0%}, under-used below {th.underused:.0%}.",
             ),
-            stat("Memory used", f"mig_instance_memory_used_bytes{{{SEL}}}", pos(15, 0, 5, 4), unit="bytes"),
-            stat("Memory total", f"mig_instance_memory_total_bytes{{{SEL}}}", pos(20, 0, 4, 4), unit="bytes"),
+            stat("Memory used", f"{fam.INSTANCE_MEMORY_USED}{{{SEL}}}", pos(15, 0, 5, 4), unit="bytes"),
+            stat("Memory total", f"{fam.INSTANCE_MEMORY_TOTAL}{{{SEL}}}", pos(20, 0, 4, 4), unit="bytes"),
             ratio_timeseries(
                 "Activity ratios",
                 [
-                    target(f"mig_instance_{name}_ratio{{{SEL}}}", chr(65 + i), label)
-                    for i, (name, label) in enumerate(RATIOS)
+                    target(f"{fam.INSTANCE_ACTIVITY[field]}{{{SEL}}}", chr(65 + i), label)
+                    for i, (field, label) in enumerate(RATIOS)
                 ],
                 pos(0, 4, 12, 9),
                 description="Relative to the GPU instance; a ratio the source cannot read is absent.",
@@ -105,8 +109,8 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
             timeseries(
                 "Memory used vs total",
                 [
-                    target(f"mig_instance_memory_used_bytes{{{SEL}}}", "A", "used"),
-                    target(f"mig_instance_memory_total_bytes{{{SEL}}}", "B", "total"),
+                    target(f"{fam.INSTANCE_MEMORY_USED}{{{SEL}}}", "A", "used"),
+                    target(f"{fam.INSTANCE_MEMORY_TOTAL}{{{SEL}}}", "B", "total"),
                 ],
                 pos(12, 4, 12, 9),
                 unit="bytes",
@@ -114,7 +118,7 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
             ),
             ratio_timeseries(
                 "Compute instances",
-                [target(f"mig_compute_instance_gr_engine_active_ratio{{{SEL}}}", "A", "CI {{ci}}")],
+                [target(f"{fam.COMPUTE_INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE]}{{{SEL}}}", "A", "CI {{ci}}")],
                 pos(0, 13, 12, 8),
                 description="Graphics-engine activity of each compute instance (MIG device), relative to itself.",
             ),
@@ -125,13 +129,13 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
             ),
             _info_table(
                 "Compute instances (MIG devices)",
-                f"mig_compute_instance_info{{{SEL}}}",
+                f"{fam.COMPUTE_INSTANCE_INFO}{{{SEL}}}",
                 pos(0, 21, 12, 6),
                 {"ci": "CI", "ci_profile": "CI profile", "mig_uuid": "MIG device UUID"},
             ),
             _info_table(
                 "Pods",
-                f"mig_instance_pod_info{{{SEL}}}",
+                f"{fam.INSTANCE_POD_INFO}{{{SEL}}}",
                 pos(12, 21, 12, 6),
                 {"ci": "CI", "namespace": "namespace", "pod": "pod", "container": "container"},
             ),

@@ -1,20 +1,22 @@
 """What counts as an idle or under-used MIG slice: the generator's parameters.
 
-The defaults equal the numbers in deploy/prometheus/mig-exporter.rules.yml (a test keeps them so).
+The defaults are the metric contract's (exporter.contract.thresholds), which the alert rules are generated from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.contract.thresholds import IDLE_FOR, IDLE_RATIO, UNDERUSED_RATIO
+
 
 @dataclass(frozen=True)
 class Thresholds:
     """Mean graphics-engine activity (0..1) under which a GPU instance counts as idle or under-used."""
 
-    idle: float = 0.05
-    underused: float = 0.2
-    idle_for: str = "1h"  # how long a slice must stay idle before the Grafana alert fires
+    idle: float = IDLE_RATIO
+    underused: float = UNDERUSED_RATIO
+    idle_for: str = IDLE_FOR  # how long a slice must stay idle before the Grafana alert fires
 
     def __post_init__(self) -> None:
         if not 0 < self.idle < self.underused <= 1:

@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient
 
-from dashboards.thresholds import DEFAULT_THRESHOLDS
-from exporter.http.landing import IDLE_THRESHOLD, ActivityWindow, landing_page, layout, layout_fragment
+from exporter.http.landing import ActivityWindow, landing_page, layout, layout_fragment
 from exporter.http.server import build_app
 from exporter.model import Field
 from exporter.sampler import Sampler
@@ -126,11 +125,6 @@ def test_without_a_sample_or_a_known_board_the_page_still_renders(dgx: Simulator
     fragment = layout_fragment(data)
     assert "No slice map: unknown GPU board &#x27;a100-7gb&#x27;" in fragment and "<svg" not in fragment
     assert fragment.count("<td>3g.40gb</td>") == 2
-
-
-def test_page_idle_threshold_matches_the_alerts() -> None:
-    """The page marks idle below the same 5% as MigInstanceIdle and the dashboards."""
-    assert DEFAULT_THRESHOLDS.idle == IDLE_THRESHOLD
 
 
 def test_instances_without_placement_get_a_table_but_no_slice_map(dgx: Simulator) -> None:

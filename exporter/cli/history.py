@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TextIO, TypeVar
 
+from exporter.contract import defaults
 from exporter.sources.synthetic.history import Node, sample_times, write_openmetrics
 from exporter.sources.synthetic.scenario import ScenarioError, load
 from exporter.sources.synthetic.simulator import Simulator
@@ -32,7 +33,11 @@ def add_parser(commands: argparse._SubParsersAction[P]) -> None:
         "--scenario", action="append", default=None, metavar="NAME|FILE", help="a node to simulate (repeatable)"
     )
     p.add_argument(
-        "--instance", action="append", default=[], metavar="LABEL", help="its instance label (default NAME:9401)"
+        "--instance",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help=f"its instance label (default NAME:{defaults.EXPORTER_PORT})",
     )
     p.add_argument("--window", default="14d", help="how much history (default 14d)")
     p.add_argument("--step", default="5m", help="scrape interval of the history (default 5m)")
@@ -51,7 +56,7 @@ def _nodes(args: argparse.Namespace) -> list[Node]:
             scenario = load(name)
         except ScenarioError as exc:
             raise HistoryInputError(f"--scenario: {exc}") from None
-        label = args.instance[i] if i < len(args.instance) else f"{scenario.name}:9401"
+        label = args.instance[i] if i < len(args.instance) else f"{scenario.name}:{defaults.EXPORTER_PORT}"
         base, n = label, 2
         while label in used:
             label, n = f"{base}-{n}", n + 1

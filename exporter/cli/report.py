@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from exporter.contract.thresholds import IDLE_RATIO
 from exporter.report.collect import Collector
 from exporter.report.prometheus import Credentials, PrometheusClient, PrometheusError, check_url, selector_matchers
 from exporter.report.render_html import render_html
@@ -59,7 +60,9 @@ def add_parser(commands: argparse._SubParsersAction[P]) -> None:
     p.add_argument("--out", default=None, metavar="FILE", help="write here instead of standard output")
     p.add_argument("--match", default="", metavar="MATCHERS", help='label matchers selecting nodes: instance=~"gpu-.*"')
     p.add_argument("--node-label", default="instance", help="the label that names a node (default instance)")
-    p.add_argument("--idle-threshold", default="0.05", metavar="RATIO", help="activity below this is idle (0.05)")
+    p.add_argument(
+        "--idle-threshold", default=str(IDLE_RATIO), metavar="RATIO", help=f"activity below this is idle ({IDLE_RATIO})"
+    )
     p.add_argument("--headroom", default="0.2", metavar="RATIO", help="compute headroom over p95 demand (0.2)")
     p.add_argument("--memory-headroom", default="0.1", metavar="RATIO", help="headroom over peak memory (0.1)")
     p.add_argument("--bearer-token-file", default=None, metavar="FILE", help="send the token in this file")

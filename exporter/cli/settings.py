@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from exporter.contract import defaults
+
 
 class ConfigError(ValueError):
     """Bad input: the message names the flag, variable or key and the value."""
@@ -62,11 +64,11 @@ def choice(*allowed: str) -> Callable[[str], str]:
 
 
 def dcgm_host(value: str) -> str:
-    """`embedded`, or the host engine's HOST:PORT (HOST alone means port 5555)."""
+    """`embedded`, or the host engine's HOST:PORT (HOST alone means the host engine's default port)."""
     if value == "embedded":
         return value
     if not value.rpartition(":")[0] or value.endswith("]"):
-        value = f"{value}:5555"
+        value = f"{value}:{defaults.DCGM_PORT}"
     return str(parse_listen(value))
 
 
@@ -106,12 +108,12 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         "where to read GPUs from: auto tries dcgm, then nvml",
     ),
-    Option("listen", parse_listen, "0.0.0.0:9401", "HOST:PORT to serve on", "HOST:PORT"),
-    Option("interval", positive_seconds, "1", "seconds between samples", "SECONDS"),
+    Option("listen", parse_listen, defaults.LISTEN, "HOST:PORT to serve on", "HOST:PORT"),
+    Option("interval", positive_seconds, f"{defaults.INTERVAL_SECONDS:g}", "seconds between samples", "SECONDS"),
     Option(
         "discovery_interval",
         positive_seconds,
-        "60",
+        f"{defaults.DISCOVERY_INTERVAL_SECONDS:g}",
         "seconds between MIG layout discoveries (also after any not-found error)",
         "SECONDS",
     ),
@@ -134,7 +136,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "dcgm_host",
         dcgm_host,
-        "localhost:5555",
+        defaults.DCGM_HOST,
         "dcgm source: HOST:PORT of nv-hostengine, or 'embedded' to start an engine in-process",
         "HOST:PORT|embedded",
     ),
@@ -147,11 +149,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "kubelet_socket",
         str,
-        "/var/lib/kubelet/pod-resources/kubelet.sock",
+        defaults.KUBELET_SOCKET,
         "kubelet pod-resources socket for pod attribution; empty turns attribution off",
         "PATH",
     ),
-    Option("kubelet_interval", positive_seconds, "10", "seconds between kubelet pod-resources List calls", "SECONDS"),
+    Option(
+        "kubelet_interval",
+        positive_seconds,
+        f"{defaults.KUBELET_INTERVAL_SECONDS:g}",
+        "seconds between kubelet pod-resources List calls",
+        "SECONDS",
+    ),
     Option(
         "pod_labels",
         boolean,
@@ -170,7 +178,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "http_idle_timeout",
         positive_seconds,
-        "120",
+        f"{defaults.HTTP_IDLE_TIMEOUT_SECONDS:g}",
         "seconds a client connection may stay idle, or take to send a request, before it is closed",
         "SECONDS",
     ),
@@ -190,10 +198,10 @@ class Settings:
     kubelet_interval: float
     pod_labels: bool
     dcgm_bindings: str | None = None
-    dcgm_host: str = "localhost:5555"
+    dcgm_host: str = defaults.DCGM_HOST
     names: str = "native"
     web_config: str | None = None
-    http_idle_timeout: float = 120.0
+    http_idle_timeout: float = defaults.HTTP_IDLE_TIMEOUT_SECONDS
 
 
 def _load_config_file(path: str) -> dict[str, str]:

@@ -6,17 +6,9 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from exporter.exposition.render import gauge as _gauge
-from exporter.model import ACTIVITY_FIELDS, Entity, Field, Snapshot
-
-_ACTIVITY_HELP = {
-    Field.GR_ENGINE_ACTIVE: "Fraction of time the graphics/compute engine was active",
-    Field.SM_ACTIVE: "Fraction of time at least one warp was active on an SM, averaged over SMs",
-    Field.SM_OCCUPANCY: "Fraction of resident warps to the SM maximum, averaged over SMs",
-    Field.TENSOR_ACTIVE: "Fraction of cycles the tensor pipes were active",
-    Field.DRAM_ACTIVE: "Fraction of cycles device memory was busy sending or receiving data",
-}
-_SAMPLED_NOTE = "sampled in the background every interval (see mig_exporter_last_sample_timestamp_seconds)"
+from exporter.contract import families as fam
+from exporter.exposition.render import new_family
+from exporter.model import Entity, Field, Snapshot
 
 
 def native_families(snapshot: Snapshot) -> Iterator[Metric]:
@@ -27,20 +19,14 @@ def native_families(snapshot: Snapshot) -> Iterator[Metric]:
 
 
 def _gpu_families(snapshot: Snapshot) -> Iterator[Metric]:
-    info = _gauge("mig_gpu_info", "GPU identity; always 1", ["gpu", "uuid", "model", "driver_version", "mig_mode"])
-    mem_total = _gauge("mig_gpu_memory_total_bytes", "Total memory of the whole GPU", ["gpu", "uuid"])
-    mem_used = _gauge("mig_gpu_memory_used_bytes", "Memory used on the whole GPU", ["gpu", "uuid"])
-    power = _gauge("mig_gpu_power_watts", "Power draw of the whole GPU", ["gpu", "uuid"])
-    temp = _gauge("mig_gpu_temperature_celsius", "GPU die temperature", ["gpu", "uuid"])
-    activity = {
-        f: _gauge(
-            f"mig_gpu_{f.value}_ratio",
-            f"{_ACTIVITY_HELP[f]}, whole GPU with MIG disabled; {_SAMPLED_NOTE}",
-            ["gpu", "uuid"],
-        )
-        for f in ACTIVITY_FIELDS
+    info = new_family(fam.GPU_INFO)
+    scalar = {
+        Field.MEMORY_TOTAL: new_family(fam.GPU_MEMORY_TOTAL),
+        Field.MEMORY_USED: new_family(fam.GPU_MEMORY_USED),
+        Field.POWER: new_family(fam.GPU_POWER),
+        Field.TEMPERATURE: new_family(fam.GPU_TEMPERATURE),
     }
-    scalar = {Field.MEMORY_TOTAL: mem_total, Field.MEMORY_USED: mem_used, Field.POWER: power, Field.TEMPERATURE: temp}
+    activity = {f: new_family(family) for f, family in fam.GPU_ACTIVITY.items()}
     for gpu in snapshot.topology.gpus:
         labels = [str(gpu.index), gpu.uuid]
         info.add_metric([*labels, gpu.model, gpu.driver_version, gpu.mig_mode], 1)
@@ -55,28 +41,16 @@ def _gpu_families(snapshot: Snapshot) -> Iterator[Metric]:
             for fld, family in activity.items():
                 if fld in values:
                     family.add_metric(labels, values[fld])
-    yield from (info, mem_total, mem_used, power, temp, *activity.values())
+    yield from (info, *scalar.values(), *activity.values())
 
 
 def _instance_families(snapshot: Snapshot) -> Iterator[Metric]:
-    labels = ["gpu", "gi", "profile"]
-    info = _gauge(
-        "mig_instance_info",
-        "MIG GPU instance identity and placement (in memory slices); always 1",
-        ["gpu", "uuid", "gi", "profile", "placement_start", "placement_size"],
-    )
-    compute = _gauge("mig_instance_compute_slices", "Compute slices of the GPU instance (of 7)", labels)
-    memory = _gauge("mig_instance_memory_slices", "Memory slices of the GPU instance (of 8)", labels)
-    activity = {
-        f: _gauge(
-            f"mig_instance_{f.value}_ratio",
-            f"{_ACTIVITY_HELP[f]}, relative to the GPU instance; {_SAMPLED_NOTE}",
-            labels,
-        )
-        for f in ACTIVITY_FIELDS
-    }
-    mem_used = _gauge("mig_instance_memory_used_bytes", "Memory used in the GPU instance", labels)
-    mem_total = _gauge("mig_instance_memory_total_bytes", "Memory of the GPU instance", labels)
+    info = new_family(fam.INSTANCE_INFO)
+    compute = new_family(fam.INSTANCE_COMPUTE_SLICES)
+    memory = new_family(fam.INSTANCE_MEMORY_SLICES)
+    activity = {f: new_family(family) for f, family in fam.INSTANCE_ACTIVITY.items()}
+    mem_used = new_family(fam.INSTANCE_MEMORY_USED)
+    mem_total = new_family(fam.INSTANCE_MEMORY_TOTAL)
     for gpu, inst in snapshot.topology.iter_instances():
         key = [str(gpu.index), str(inst.gi), inst.profile]
         info.add_metric(
@@ -106,20 +80,8 @@ def _instance_families(snapshot: Snapshot) -> Iterator[Metric]:
 
 
 def _compute_instance_families(snapshot: Snapshot) -> Iterator[Metric]:
-    labels = ["gpu", "gi", "ci", "profile"]
-    info = _gauge(
-        "mig_compute_instance_info",
-        "MIG compute instance (one MIG device) identity; always 1",
-        ["gpu", "gi", "ci", "profile", "ci_profile", "mig_uuid"],
-    )
-    activity = {
-        f: _gauge(
-            f"mig_compute_instance_{f.value}_ratio",
-            f"{_ACTIVITY_HELP[f]}, relative to the compute instance; {_SAMPLED_NOTE}",
-            labels,
-        )
-        for f in ACTIVITY_FIELDS
-    }
+    info = new_family(fam.COMPUTE_INSTANCE_INFO)
+    activity = {f: new_family(family) for f, family in fam.COMPUTE_INSTANCE_ACTIVITY.items()}
     for gpu, inst, ci in snapshot.topology.iter_compute_instances():
         key = [str(gpu.index), str(inst.gi), str(ci.ci), inst.profile]
         info.add_metric([*key[:3], inst.profile, ci.profile, ci.mig_uuid], 1)

@@ -10,14 +10,10 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from exporter.exposition.render import FamilyBuilder
-from exporter.exposition.render import gauge as _gauge
+from exporter.contract import families as fam
+from exporter.exposition.render import FamilyBuilder, new_family
 from exporter.kubernetes.attribution import AttributionProvider, Holder, PodAttribution, holders_with_instances
 from exporter.model import Entity, Snapshot, Topology
-
-_HOLDER_LABELS = ["namespace", "pod", "container"]
-_ENTITY_FAMILY_PREFIXES = ("mig_gpu_", "mig_instance_", "mig_compute_instance_")
-
 
 _LabelKey = tuple[str, str, str]  # (gpu, gi, ci) label values; "" where absent
 
@@ -47,18 +43,14 @@ def pod_families(provider: AttributionProvider) -> FamilyBuilder:
     resolved = _Resolved(provider)
 
     def build(snapshot: Snapshot) -> Iterator[Metric]:
-        info = _gauge(
-            "mig_instance_pod_info",
-            "Kubernetes container holding the MIG device (gi and ci empty for a whole GPU); always 1",
-            ["gpu", "gi", "ci", *_HOLDER_LABELS],
-        )
+        info = new_family(fam.INSTANCE_POD_INFO)
         for entity, holders in resolved.update(snapshot.topology).by_entity.items():
             ids = [str(entity.gpu), _label(entity.gi), _label(entity.ci)]
             for holder in holders:
                 info.add_metric([*ids, holder.namespace, holder.pod, holder.container], 1)
         yield info
         if provider.kubelet_up is not None:
-            up = _gauge("mig_exporter_kubelet_up", "1 when the last kubelet pod-resources List succeeded", [])
+            up = new_family(fam.KUBELET_UP)
             up.add_metric([], 1 if provider.kubelet_up else 0)
             yield up
 
@@ -77,7 +69,7 @@ def with_pod_labels(builder: FamilyBuilder, provider: AttributionProvider) -> Fa
     def build(snapshot: Snapshot) -> Iterator[Metric]:
         held = resolved.update(snapshot.topology).by_labels
         for family in builder(snapshot):
-            if held and family.name.startswith(_ENTITY_FAMILY_PREFIXES):
+            if held and family.name.startswith(fam.ENTITY_PREFIXES):
                 family.samples = [s._replace(labels=_with_holders(s.labels, held)) for s in family.samples]
             yield family
 

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import exposition as text_format
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import CollectorRegistry
 
+from exporter.contract.families import Family
 from exporter.model import Snapshot
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -32,9 +33,10 @@ _OPENMETRICS_OPTIONS: dict[str, Any] = (
 )
 
 
-def gauge(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
-    """A gauge family with these label names."""
-    return GaugeMetricFamily(name, doc, labels=labels, unit=unit)
+def new_family(family: Family) -> GaugeMetricFamily | CounterMetricFamily:
+    """An empty prometheus-client family for a family of the contract."""
+    kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+    return kind(family.name, family.help, labels=list(family.labels))
 
 
 class _SnapshotCollector:

@@ -16,13 +16,14 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
+from exporter.contract.thresholds import IDLE_MEAN_WINDOW, IDLE_RATIO
 from exporter.mig.catalog import GIB, board
 from exporter.mig.svg import SliceBox, slice_map_svg
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 from exporter.sampler import Sampler
+from exporter.timespec import parse_duration
 
-IDLE_THRESHOLD = 0.05  # as MigInstanceIdle in deploy/prometheus/mig-exporter.rules.yml
-IDLE_WINDOW_S = 300.0  # as its avg_over_time(...[5m])
+IDLE_WINDOW_S = float(parse_duration(IDLE_MEAN_WINDOW))  # the idle alert's mean window
 _CHAR_PX = 7.5  # rough width of one label character in the slice map, to keep labels inside their box
 _SLICE_PX = 72
 
@@ -94,7 +95,7 @@ def _instance(gpu: Gpu, inst: GpuInstance, snapshot: Snapshot, window: ActivityW
         "memory_slices": inst.memory_slices,
         "activity": activity,
         "activity_5m": mean,
-        "idle": mean is not None and mean < IDLE_THRESHOLD,
+        "idle": mean is not None and mean < IDLE_RATIO,
         "memory_used_bytes": sample.get(entity, Field.MEMORY_USED) if sample else None,
         "memory_total_bytes": inst.memory_total_bytes,
         "compute_instances": [
@@ -133,7 +134,7 @@ def layout(snapshot: Snapshot | None, window: ActivityWindow, source: str) -> di
         "version": __version__,
         "source": source,
         "timestamp": snapshot.timestamp if snapshot else None,
-        "idle_threshold": IDLE_THRESHOLD,
+        "idle_threshold": IDLE_RATIO,
         "idle_window_seconds": window.seconds,
         "idle_window_covered_seconds": window.covered,
         "gpus": gpus,

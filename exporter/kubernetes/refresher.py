@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import grpc
 
+from exporter.contract import defaults
 from exporter.kubernetes.attribution import PodAttribution
 from exporter.kubernetes.podresources import PodResourcesClient
 
@@ -41,7 +42,7 @@ class PodAttributionRefresher:
         self,
         socket_path: str,
         *,
-        interval: float = 10.0,
+        interval: float = defaults.KUBELET_INTERVAL_SECONDS,
         timeout: float | None = None,
         keep_for: float | None = None,
         client_factory: Callable[[str], PodResourcesClient] = PodResourcesClient,

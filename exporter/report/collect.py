@@ -15,17 +15,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from exporter.contract import families as fam
 from exporter.mig.catalog import Board, board_for_model
+from exporter.model import Field
 from exporter.report.prometheus import MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusError, chunks
 from exporter.report.stats import Accumulator, Grid, InstanceKey
 from exporter.timespec import format_duration, format_time, parse_duration
 
-ACTIVITY = "mig_instance_gr_engine_active_ratio"
-MEMORY_USED = "mig_instance_memory_used_bytes"
-MEMORY_TOTAL = "mig_instance_memory_total_bytes"
-INSTANCE_INFO = "mig_instance_info"
-GPU_INFO = "mig_gpu_info"
-POD_INFO = "mig_instance_pod_info"
+ACTIVITY = fam.INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series
+MEMORY_USED = fam.INSTANCE_MEMORY_USED.series
+MEMORY_TOTAL = fam.INSTANCE_MEMORY_TOTAL.series
+INSTANCE_INFO = fam.INSTANCE_INFO.series
+GPU_INFO = fam.GPU_INFO.series
+POD_INFO = fam.INSTANCE_POD_INFO.series
 # One query covers at most this much time, so instant `last_over_time` lookups stay small.
 CHUNK_SECONDS = 2 * 86400
 # Data may start this late (as a share of the window, at least two steps) before the window counts as uncovered.

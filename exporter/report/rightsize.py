@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from exporter.contract.thresholds import IDLE_RATIO
 from exporter.mig.catalog import GIB, Board, GiProfile
 from exporter.report.stats import Summary
 
@@ -15,7 +16,7 @@ Action = Literal["keep", "resize", "reclaim"]
 class Policy:
     """How generous right-sizing is."""
 
-    idle_threshold: float = 0.05  # activity below this counts as idle
+    idle_threshold: float = IDLE_RATIO  # activity below this counts as idle
     compute_headroom: float = 0.2  # demand is p95 activity x compute slices x (1 + this)
     memory_headroom: float = 0.1  # peak memory used x (1 + this) must fit
 

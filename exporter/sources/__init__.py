@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter.contract import defaults
 from exporter.sources.base import Source, SourceUnavailableError
 
 
@@ -14,8 +15,8 @@ class SourceOptions:
 
     scenario: str = "demo"
     dcgm_bindings: str | None = None
-    dcgm_host: str = "localhost:5555"
-    interval: float = 1.0  # seconds between samples: DCGM watches update at this rate
+    dcgm_host: str = defaults.DCGM_HOST
+    interval: float = defaults.INTERVAL_SECONDS  # seconds between samples: DCGM watches update at this rate
 
 
 def _synthetic(options: SourceOptions) -> Source:

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from exporter.contract import defaults
 from exporter.mig.catalog import board_for_model
 from exporter.model import (
     Gpu,
@@ -66,7 +67,6 @@ DEFAULT_BINDING_DIRS: tuple[str, ...] = (
     "/usr/local/dcgm/bindings/python3",
 )
 EMBEDDED = "embedded"
-DEFAULT_HOST = "localhost:5555"
 
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -156,7 +156,7 @@ class DcgmSource:
     def __init__(
         self,
         bindings: Bindings,
-        host: str = DEFAULT_HOST,
+        host: str = defaults.DCGM_HOST,
         interval: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TextIO
 
+from exporter.contract import defaults
+from exporter.contract import families as fam
 from exporter.model import Field
 from exporter.sources.synthetic.patterns import Idle, Pattern, Steady
 from exporter.sources.synthetic.simulator import Simulator
 
-JOB = "mig-exporter"
+JOB = defaults.JOB
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +82,17 @@ def _node_series(node: Node) -> Iterator[_Series]:
         spec = sim.scenario.gpus[index]
         gpu_labels = (*base, ("gpu", str(gpu.index)), ("uuid", gpu.uuid))
         info = (("model", gpu.model), ("driver_version", gpu.driver_version), ("mig_mode", gpu.mig_mode))
-        yield _Series("mig_gpu_info", (*gpu_labels, *info), _constant(1.0))
-        yield _Series("mig_gpu_memory_total_bytes", gpu_labels, _constant(float(gpu.memory_total_bytes)))
+        yield _Series(fam.GPU_INFO.series, (*gpu_labels, *info), _constant(1.0))
+        yield _Series(fam.GPU_MEMORY_TOTAL.series, gpu_labels, _constant(float(gpu.memory_total_bytes)))
         gpu_constant = _is_constant(spec.memory) and all(_is_constant(i.memory) for i in spec.instances)
         yield _Series(
-            "mig_gpu_memory_used_bytes",
+            fam.GPU_MEMORY_USED.series,
             gpu_labels,
             _over_time(partial(_gpu_memory, sim, index), gpu_constant),
         )
         if not gpu.mig_enabled:
             yield _Series(
-                "mig_gpu_gr_engine_active_ratio",
+                fam.GPU_ACTIVITY[Field.GR_ENGINE_ACTIVE].series,
                 gpu_labels,
                 _over_time(partial(_gpu_busy, sim, index), _is_constant(spec.activity)),
             )
@@ -101,30 +103,30 @@ def _node_series(node: Node) -> Iterator[_Series]:
                 ("placement_size", str(inst.placement_size)),
             )
             identity = (*base, ("gpu", str(gpu.index)), ("uuid", gpu.uuid), ("gi", str(inst.gi)))
-            yield _Series("mig_instance_info", (*identity, ("profile", inst.profile), *placement), _constant(1.0))
-            yield _Series("mig_instance_compute_slices", key, _constant(float(inst.compute_slices)))
-            yield _Series("mig_instance_memory_slices", key, _constant(float(inst.memory_slices)))
+            yield _Series(fam.INSTANCE_INFO.series, (*identity, ("profile", inst.profile), *placement), _constant(1.0))
+            yield _Series(fam.INSTANCE_COMPUTE_SLICES.series, key, _constant(float(inst.compute_slices)))
+            yield _Series(fam.INSTANCE_MEMORY_SLICES.series, key, _constant(float(inst.memory_slices)))
             busy_constant = all(_is_constant(c.activity) for c in inst_spec.compute_instances)
             yield _Series(
-                "mig_instance_gr_engine_active_ratio",
+                fam.INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series,
                 key,
                 _over_time(partial(_gi_busy, sim, index, inst.gi), busy_constant),
             )
             yield _Series(
-                "mig_instance_memory_used_bytes",
+                fam.INSTANCE_MEMORY_USED.series,
                 key,
                 _over_time(partial(_gi_memory, sim, index, inst.gi), _is_constant(inst_spec.memory)),
             )
-            yield _Series("mig_instance_memory_total_bytes", key, _constant(float(inst.memory_total_bytes)))
+            yield _Series(fam.INSTANCE_MEMORY_TOTAL.series, key, _constant(float(inst.memory_total_bytes)))
             for ci, ci_spec in zip(inst.compute_instances, inst_spec.compute_instances, strict=True):
                 ci_key = (*base, ("gpu", str(gpu.index)), ("gi", str(inst.gi)), ("ci", str(ci.ci)))
                 yield _Series(
-                    "mig_compute_instance_info",
+                    fam.COMPUTE_INSTANCE_INFO.series,
                     (*ci_key, ("profile", inst.profile), ("ci_profile", ci.profile), ("mig_uuid", ci.mig_uuid)),
                     _constant(1.0),
                 )
                 yield _Series(
-                    "mig_compute_instance_gr_engine_active_ratio",
+                    fam.COMPUTE_INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series,
                     (*ci_key, ("profile", inst.profile)),
                     _over_time(
                         partial(_ci_busy, sim, index, inst.gi, ci.ci),
