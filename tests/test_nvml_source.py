@@ -364,7 +364,7 @@ async def test_nvml_repartition_mid_run_shows_new_layout(
     dgx.repartition(1, parse(NEW_LAYOUT).gpus[0].instances)
     clock.now += 1.0
     snapshot = await sampler.run_once()
-    assert snapshot.errors[("sample", "not_found")] == 1
+    assert snapshot.errors == {} and snapshot.topology_changes == 1
     assert snapshot.topology.gpu(1) == dgx.topology().gpu(1)
     assert [i.gi for i in snapshot.topology.gpus[1].instances] == [7, 8, 9]
     assert snapshot.samples[1].get(Entity(1, 9), Field.MEMORY_USED) == dgx.gi_memory_used(1, 9, clock.now)
@@ -400,7 +400,7 @@ async def test_nvml_destroyed_instance_triggers_rediscovery(
     dgx.repartition(1, dgx.scenario.gpus[1].instances[1:])  # nvidia-smi mig -dci -dgi on GI 1 (slot 0)
     clock.now += 1.0
     snapshot = await sampler.run_once()
-    assert snapshot.errors[("sample", "not_found")] == 1
+    assert snapshot.errors == {} and snapshot.topology_changes == 1
     assert [i.gi for i in snapshot.topology.gpus[1].instances] == [2]
     assert snapshot.topology == dgx.topology()
     assert snapshot.stale_gpus == frozenset()
