@@ -496,7 +496,7 @@ class NvmlSource:
         refused: dict[Field, str] = {}
         used, complete = 0.0, True
         for inst, device in self._first_devices(h):
-            memory = self._optional(lambda d=device: self._memory(d.handle), refused, Field.MEMORY_USED)
+            memory = self._optional(partial(self._memory, device.handle), refused, Field.MEMORY_USED)
             if memory is None:
                 complete = False
                 continue
@@ -505,7 +505,9 @@ class NvmlSource:
                 Field.MEMORY_TOTAL: float(memory.total),
             }
             used += float(memory.used)
-        parent = self._optional(lambda: self._memory(h.handle), refused, Field.MEMORY_USED) if h.parent_memory else None
+        parent = (
+            self._optional(partial(self._memory, h.handle), refused, Field.MEMORY_USED) if h.parent_memory else None
+        )
         if parent is not None:
             gpu_values[Field.MEMORY_USED] = float(parent.used)
         elif h.gpu.mig_enabled and complete:
