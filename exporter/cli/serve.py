@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -20,9 +20,11 @@ from exporter.exposition.pods import pod_families, with_pod_labels
 from exporter.exposition.render import Exposition
 from exporter.http.server import build_app, handler_options
 from exporter.http.webconfig import WebConfigWatcher
-from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.sampler import Sampler
 from exporter.sources import SourceOptions, open_source
+
+if TYPE_CHECKING:
+    from exporter.kubernetes.refresher import PodAttributionRefresher
 
 log = logging.getLogger("exporter")
 
@@ -79,11 +81,7 @@ def run(settings: Settings) -> int:
         discovery_interval=settings.discovery_interval,
         deadline=settings.deadline,
     )
-    refresher = (
-        PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
-        if settings.kubelet_socket
-        else None
-    )
+    refresher = _pod_attribution(settings) if settings.kubelet_socket else None
     app = build_app(
         sampler, _exposition(settings.names, refresher, settings.pod_labels), refresher, web_config=web_config
     )
@@ -106,6 +104,20 @@ def run(settings: Settings) -> int:
         print(f"mig-exporter: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pod_attribution(settings: Settings) -> PodAttributionRefresher | None:
+    """The kubelet refresher; None, after one warning, where its gRPC client cannot be imported.
+
+    grpcio and protobuf older than the generated client (or missing) must not stop the exporter: it
+    then serves everything but pod attribution.
+    """
+    try:
+        from exporter.kubernetes.refresher import PodAttributionRefresher
+    except Exception as exc:  # ImportError, or the generated code refusing an older protobuf or grpcio
+        log.warning("pod attribution is off: its gRPC client cannot be loaded (%s: %s)", type(exc).__name__, exc)
+        return None
+    return PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
 
 
 def _reload_on_sighup(watcher: WebConfigWatcher) -> Callable[[web.Application], Awaitable[None]]:
