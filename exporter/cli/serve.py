@@ -8,12 +8,12 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.cli.settings import OPTIONS, Settings
+from exporter.cli.settings import OPTIONS, Settings, add_option_flags
 from exporter.exposition.dcgm import builders_for
 from exporter.exposition.native import native_families
 from exporter.exposition.pods import pod_families, with_pod_labels
@@ -34,22 +34,7 @@ P = TypeVar("P", bound=argparse.ArgumentParser)
 def add_parser(commands: argparse._SubParsersAction[P]) -> None:
     """Add the `serve` subcommand: one flag per entry of OPTIONS, plus --config."""
     serve = commands.add_parser("serve", help="run the exporter daemon")
-    for option in OPTIONS:
-        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if option.switch else {}
-        serve.add_argument(
-            option.flag,
-            dest=option.key,
-            default=None,
-            metavar=option.metavar,
-            help=f"{option.help} (env {option.env}; default {option.default})",
-            **switch,
-        )
-    serve.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
-    )
+    add_option_flags(serve, OPTIONS)
 
 
 def _exposition(names: str, attribution: PodAttributionRefresher | None, pod_labels: bool) -> Exposition:

@@ -46,7 +46,7 @@ from exporter.model import (
     GpuSample,
     Topology,
 )
-from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.driver_threads import in_driver_thread
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,12 @@ _REASONS = {
     28: "gpu_not_found",
     999: "unknown",
 }
+
+# What lets NVML answer the privileged queries (GPU-instance APIs, the parent's memory with MIG on).
+PRIVILEGE_FIX = (
+    "run the exporter as root or with CAP_SYS_ADMIN (in a container: --cap-add SYS_ADMIN, --user 0 and "
+    "NVIDIA_MIG_MONITOR_DEVICES=all)"
+)
 
 # nvidia-smi names GPU-instance profiles "MIG 3g.40gb"; the metric labels carry "3g.40gb".
 _PROFILE_PREFIX = "MIG "
@@ -647,6 +653,74 @@ class NvmlSource:
         for entity in [e for e in pool if e not in keep]:
             for s in pool.pop(entity).samples:
                 self._nvml.nvmlGpmSampleFree(s)
+
+    # -- doctor -------------------------------------------------------------------------------
+
+    async def describe(self) -> list[Finding]:
+        """The driver and NVML versions, and per GPU discovered: MIG mode, GPM, the GPU-instance APIs, memory."""
+        versions = await in_driver_thread(self._versions)
+        found = [Finding("NVML", "library", Level.OK, versions)]
+        for index, h in sorted(self._handles.items()):
+            found.extend(self._describe_gpu(index, h))
+        return found
+
+    def _versions(self) -> str:
+        nvml = self._nvml
+        parts = []
+        for label, call in (("NVML", "nvmlSystemGetNVMLVersion"), ("driver", "nvmlSystemGetDriverVersion")):
+            try:
+                parts.append(f"{label} {_text(getattr(nvml, call)())}")
+            except (nvml.NVMLError, AttributeError) as exc:
+                parts.append(f"{label} unknown ({exc})")
+        try:
+            cuda = int(nvml.nvmlSystemGetCudaDriverVersion())
+            parts.append(f"CUDA {cuda // 1000}.{cuda % 1000 // 10}")
+        except (nvml.NVMLError, AttributeError):
+            pass  # informative only
+        return ", ".join(parts)
+
+    @staticmethod
+    def _describe_gpu(index: int, h: _GpuHandles) -> list[Finding]:
+        gpu, subject = h.gpu, f"GPU {index}"
+        mig = f"MIG {gpu.mig_mode}, {len(gpu.instances)} GPU instances" if gpu.mig_enabled else f"MIG {gpu.mig_mode}"
+        found = [Finding("NVML", subject, Level.OK, f"{gpu.model} ({gpu.uuid}), {mig}")]
+        if h.gpm:
+            found.append(Finding("NVML", subject, Level.OK, "GPM supported: activity per GPU and MIG instance"))
+        else:
+            found.append(
+                Finding(
+                    "NVML",
+                    subject,
+                    Level.WARN,
+                    "no GPM (older than Hopper): NVML cannot read activity on this GPU",
+                    "use --source dcgm for activity on this board",
+                )
+            )
+        if gpu.instances and all(i.placement_start is None for i in gpu.instances):
+            found.append(
+                Finding(
+                    "NVML",
+                    subject,
+                    Level.WARN,
+                    "GPU-instance APIs refused (no_permission): profile names derived from the MIG devices, "
+                    "placement_start empty",
+                    PRIVILEGE_FIX,
+                )
+            )
+        elif gpu.instances:
+            found.append(Finding("NVML", subject, Level.OK, "GPU-instance APIs permitted: profiles and placements"))
+        if not h.driver_total:
+            found.append(
+                Finding(
+                    "NVML",
+                    subject,
+                    Level.WARN,
+                    "the driver refuses the whole GPU's memory (no_permission): mig_gpu_memory_total_bytes absent, "
+                    "memory used is the instances' sum",
+                    PRIVILEGE_FIX,
+                )
+            )
+        return found
 
     # -- shutdown -----------------------------------------------------------------------------
 

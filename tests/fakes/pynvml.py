@@ -537,6 +537,16 @@ def nvmlSystemGetDriverVersion() -> str:
 
 
 @_api
+def nvmlSystemGetNVMLVersion() -> str:
+    return f"12.{driver().simulator.scenario.driver_version}"
+
+
+@_api
+def nvmlSystemGetCudaDriverVersion() -> int:
+    return 12040
+
+
+@_api
 def nvmlDeviceGetCount() -> int:
     return len(driver().simulator.topology().gpus)
 

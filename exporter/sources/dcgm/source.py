@@ -39,7 +39,7 @@ from exporter.model import (
     GpuSample,
     Topology,
 )
-from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.dcgm.mapping import (
     FE_GPU,
     FE_GPU_CI,
@@ -71,6 +71,12 @@ DEFAULT_BINDING_DIRS: tuple[str, ...] = (
     "/usr/local/dcgm/bindings/python3",
 )
 EMBEDDED = "embedded"
+
+PROFILING_FIX = (
+    "DCGM's profiling module must load in nv-hostengine: run it as root (check `dcgmi modules -l` and "
+    "`dcgmi profile -l`); on Hopper, --source nvml reads activity through GPM instead"
+)
+LOST_FIX = "look for Xid 79 (fallen off the bus) in `dmesg`: the GPU needs a reset or a reboot"
 
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -646,6 +652,69 @@ class DcgmSource:
                 raise TopologyChangedError(f"DCGM entity {key[1]} no longer exists")
             out[key] = reading
         return out
+
+    # -- doctor -------------------------------------------------------------------------------
+
+    async def describe(self) -> list[Finding]:
+        """Bindings, library version, host engine, profiling module, and each discovered GPU's watches."""
+        return await in_driver_thread(self._describe)
+
+    def _describe(self) -> list[Finding]:
+        agent, structs = self._b.agent, self._b.structs
+        found = [Finding("DCGM", "bindings", Level.OK, f"{self._b.path} (they load {library_file(structs)})")]
+        try:
+            build = str(agent.dcgmVersionInfo().rawBuildInfoString)
+            version = dict(kv.split(":", 1) for kv in build.split(";") if ":" in kv).get("version", build)
+            found.append(Finding("DCGM", "library", Level.OK, f"libdcgm {version}"))
+        except (structs.DCGMError, AttributeError) as exc:
+            found.append(Finding("DCGM", "library", Level.INFO, f"version unknown ({exc})"))
+        with self._lock:
+            handle, conn = self._handle, self._conn
+        where = "an embedded host engine" if self.host == EMBEDDED else f"the host engine at {self.host}"
+        if handle is None:
+            fix = "start nv-hostengine, or point --dcgm-host at it"
+            return [*found, Finding("DCGM", "host engine", Level.FAIL, f"not connected to {where}", fix)]
+        found.append(Finding("DCGM", "host engine", Level.OK, f"connected to {where}"))
+        try:
+            found.append(self._profiling_module(handle))
+            listed = {int(g) for g in agent.dcgmGetAllSupportedDevices(handle)}
+            for gpu_id in sorted({int(g) for g in agent.dcgmGetAllDevices(handle)} - listed):
+                message = f"DCGM knows GPU ID {gpu_id} but does not list it as supported (lost, or not supported)"
+                found.append(Finding("DCGM", f"GPU ID {gpu_id}", Level.WARN, message, LOST_FIX))
+        except structs.DCGMError as exc:
+            found.append(Finding("DCGM", "host engine", Level.WARN, f"could not list modules and GPUs: {exc}"))
+        for index, watch in sorted(conn.gpus.items()) if conn is not None else ():
+            found.append(self._describe_watch(index, watch))
+        return found
+
+    def _profiling_module(self, handle: Any) -> Finding:
+        structs = self._b.structs
+        names = {
+            value: re.sub(r"(?<!^)(?=[A-Z])", " ", name.removeprefix("DcgmModuleStatus")).lower()
+            for name, value in vars(structs).items()
+            if name.startswith("DcgmModuleStatus") and isinstance(value, int)
+        }
+        statuses = self._b.agent.dcgmModuleGetStatuses(handle)
+        for i in range(int(statuses.numStatuses)):
+            entry = statuses.statuses[i]
+            if int(entry.id) == structs.DcgmModuleIdProfiling:
+                status = int(entry.status)
+                name = names.get(status, f"status {status}")
+                if status == structs.DcgmModuleStatusLoaded:
+                    return Finding("DCGM", "profiling module", Level.OK, "loaded")
+                return Finding("DCGM", "profiling module", Level.WARN, name, PROFILING_FIX)
+        return Finding("DCGM", "profiling module", Level.WARN, "not reported by the host engine", PROFILING_FIX)
+
+    def _describe_watch(self, index: int, watch: _GpuWatch) -> Finding:
+        subject = f"GPU {index}"
+        if watch.failure is not None:
+            return Finding("DCGM", subject, Level.FAIL, str(watch.failure), LOST_FIX)
+        if watch.profiling_reason:
+            message = f"profiling fields cannot be watched ({watch.profiling_reason}): no activity series"
+            return Finding("DCGM", subject, Level.FAIL, message, PROFILING_FIX)
+        what = "its GPU instances and compute instances" if watch.mapped.mig_enabled else "the whole GPU"
+        message = f"watching activity and memory on {what} every {self.interval:g}s; power, temperature on the GPU"
+        return Finding("DCGM", subject, Level.OK, message)
 
     async def close(self) -> None:
         await in_driver_thread(self._close)
