@@ -341,9 +341,9 @@ def render_text(report: Report) -> str:
     if report.chosen is not None:
         lines += ["", f"serve --source {report.chosen} will publish"]
         for gpu in report.gpus:
-            layout = f"{gpu.instances} GPU instances, {gpu.compute_instances} compute instances"
-            kind = f"MIG {gpu.mig_mode}: {layout}" if gpu.instances else f"MIG {gpu.mig_mode}"
-            lines.append(f"  GPU {gpu.gpu}  {gpu.model}, {kind}: {sum(gpu.series.values())} series")
+            layout = f"{_count(gpu.instances, 'GPU instance')}, {_count(gpu.compute_instances, 'compute instance')}"
+            kind = f"MIG {gpu.mig_mode}, {layout}" if gpu.instances else f"MIG {gpu.mig_mode}"
+            lines.append(f"  GPU {gpu.gpu}  {kind}: {_count(sum(gpu.series.values()), 'series', '')}")
             for absent in gpu.absent:
                 lines.append(f"         absent {absent.what}: {absent.reason}")
                 if absent.fix:
@@ -357,6 +357,10 @@ def render_text(report: Report) -> str:
     what = f"serve --source {report.chosen} works on this node" if report.ok else "see the fail lines above"
     lines += ["", f"result: {outcome}{tail}: {what} (exit {report.exit_code})"]
     return "\n".join(lines)
+
+
+def _count(n: int, what: str, plural: str = "s") -> str:
+    return f"{n} {what}{plural * (n != 1)}"
 
 
 def _line(finding: Finding) -> str:

@@ -188,6 +188,7 @@ class NvmlSource:
         self._closed = False
         self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
         self._totals: dict[str, int] = {}  # GPU UUID -> memory total the driver reported once
+        self._left_out: dict[int, str] = {}  # GPU index -> why the last discovery could not read it at all
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -235,6 +236,7 @@ class NvmlSource:
             return_exceptions=True,
         )
         handles: dict[int, _GpuHandles] = {}
+        self._left_out = {}
         for index, result in zip(indexes, results, strict=True):
             if isinstance(result, _GpuHandles):
                 handles[index] = result
@@ -245,6 +247,7 @@ class NvmlSource:
                 handles[index] = self._handles[index]
             elif isinstance(result, GpuError):
                 log.warning("discovery left out GPU %d: %s", index, result)
+                self._left_out[index] = str(result)
             elif isinstance(result, BaseException):
                 raise result
         self._handles = handles
@@ -662,6 +665,10 @@ class NvmlSource:
         found = [Finding("NVML", "library", Level.OK, versions)]
         for index, h in sorted(self._handles.items()):
             found.extend(self._describe_gpu(index, h))
+        for index, why in sorted(self._left_out.items()):
+            message = f"NVML counts it but cannot read it, so serve leaves it out: {why}"
+            fix = "look for Xid errors in `dmesg` and check `nvidia-smi -i <index>`; a lost GPU needs a reset"
+            found.append(Finding("NVML", f"GPU {index}", Level.FAIL, message, fix))
         return found
 
     def _versions(self) -> str:
@@ -681,13 +688,16 @@ class NvmlSource:
 
     @staticmethod
     def _describe_gpu(index: int, h: _GpuHandles) -> list[Finding]:
+        """One line of what works on the GPU, and one per thing that does not (with the fix)."""
         gpu, subject = h.gpu, f"GPU {index}"
-        mig = f"MIG {gpu.mig_mode}, {len(gpu.instances)} GPU instances" if gpu.mig_enabled else f"MIG {gpu.mig_mode}"
-        found = [Finding("NVML", subject, Level.OK, f"{gpu.model} ({gpu.uuid}), {mig}")]
+        facts = [f"{gpu.model} ({gpu.uuid})", f"MIG {gpu.mig_mode}"]
+        if gpu.mig_enabled:
+            facts.append(_count(len(gpu.instances), "GPU instance"))
+        problems = []
         if h.gpm:
-            found.append(Finding("NVML", subject, Level.OK, "GPM supported: activity per GPU and MIG instance"))
+            facts.append("GPM")
         else:
-            found.append(
+            problems.append(
                 Finding(
                     "NVML",
                     subject,
@@ -697,30 +707,20 @@ class NvmlSource:
                 )
             )
         if gpu.instances and all(i.placement_start is None for i in gpu.instances):
-            found.append(
-                Finding(
-                    "NVML",
-                    subject,
-                    Level.WARN,
-                    "GPU-instance APIs refused (no_permission): profile names derived from the MIG devices, "
-                    "placement_start empty",
-                    PRIVILEGE_FIX,
-                )
+            message = (
+                "GPU-instance APIs refused (no_permission): profile names derived from the MIG devices, "
+                "placement_start empty"
             )
+            problems.append(Finding("NVML", subject, Level.WARN, message, PRIVILEGE_FIX))
         elif gpu.instances:
-            found.append(Finding("NVML", subject, Level.OK, "GPU-instance APIs permitted: profiles and placements"))
+            facts.append("GPU-instance APIs permitted")
         if not h.driver_total:
-            found.append(
-                Finding(
-                    "NVML",
-                    subject,
-                    Level.WARN,
-                    "the driver refuses the whole GPU's memory (no_permission): mig_gpu_memory_total_bytes absent, "
-                    "memory used is the instances' sum",
-                    PRIVILEGE_FIX,
-                )
+            message = (
+                "the driver refuses the whole GPU's memory (no_permission): mig_gpu_memory_total_bytes absent, "
+                "memory used is the instances' sum"
             )
-        return found
+            problems.append(Finding("NVML", subject, Level.WARN, message, PRIVILEGE_FIX))
+        return [Finding("NVML", subject, Level.OK, ", ".join(facts)), *problems]
 
     # -- shutdown -----------------------------------------------------------------------------
 
@@ -776,6 +776,10 @@ def _derive_profile(attributes: Any, memory: int, board: Board | None, gpu_total
     else:
         slices = _MEMORY_SLICES_BY_COMPUTE.get(compute, compute)
     return f"{compute}g.{math.ceil(gib)}gb{'+me' if media else ''}", -1, slices
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
 
 
 def _ci_profile_name(ci_slices: int, gi_slices: int, gi_profile: str) -> str:
