@@ -1,10 +1,10 @@
 """A Python environment limited to what a bare GPU machine image offers, for child processes.
 
 That image has Python with only the packages in BARE_IMAGE_PACKAGES (and their own dependencies);
-the checkout is run with PYTHONPATH=. and nothing is pip-installed. `bare_image_env` writes a
-`sitecustomize` module that hides every other third-party module, so importing one fails as it
-would there (ModuleNotFoundError) and `importlib.util.find_spec` answers None, and returns the
-environment that puts it first on PYTHONPATH.
+the checkout is run with PYTHONPATH=. and nothing is pip-installed. `bare_image_env` returns an
+environment whose PYTHONPATH starts with bare_site/, whose `sitecustomize` hides every other
+third-party module and distribution: importing one fails as it would there (ModuleNotFoundError),
+`importlib.util.find_spec` answers None and pytest loads no plugin the image lacks.
 """
 
 from __future__ import annotations
@@ -31,31 +31,7 @@ BARE_IMAGE_PACKAGES = (
 )
 CHECKOUT_PACKAGES = ("exporter", "tests", "bench")
 
-_SITECUSTOMIZE = '''"""Hides top-level modules a bare GPU image does not have (see tests/support/bare_image.py)."""
-import os
-import sys
-
-_ALLOWED = frozenset(os.environ["BARE_IMAGE_ALLOWED"].split(","))
-
-
-class _Hide:
-    """Wraps a meta-path finder so that it finds nothing outside the standard library and the allowed modules."""
-
-    def __init__(self, inner):
-        self._inner = inner
-
-    def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top not in _ALLOWED and top not in sys.stdlib_module_names:
-            return None  # as if not installed: `import` raises ModuleNotFoundError, find_spec() answers None
-        return self._inner.find_spec(name, path, target)
-
-    def __getattr__(self, attribute):
-        return getattr(self._inner, attribute)
-
-
-sys.meta_path[:] = [_Hide(finder) for finder in sys.meta_path]
-'''
+SITE = Path(__file__).resolve().parent / "bare_site"  # its sitecustomize hides what the image lacks
 
 
 def _name(requirement: str) -> str:
@@ -93,12 +69,12 @@ def allowed_modules(packages: tuple[str, ...] = BARE_IMAGE_PACKAGES) -> set[str]
     return modules | set(CHECKOUT_PACKAGES)
 
 
-def bare_image_env(
-    folder: Path, *, extra_path: tuple[Path, ...] = (), without: tuple[str, ...] = ()
-) -> dict[str, str]:
-    """Environment for a child process limited to the bare image; `without` also blocks those modules."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+def bare_image_env(*, extra_path: tuple[Path, ...] = (), without: tuple[str, ...] = ()) -> dict[str, str]:
+    """Environment for a child process limited to the bare image; `without` also hides those modules."""
     allowed = allowed_modules() - set(without)
-    path = os.pathsep.join(str(p) for p in (folder, *extra_path, ROOT))
-    return {**os.environ, "PYTHONPATH": path, "BARE_IMAGE_ALLOWED": ",".join(sorted(allowed))}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(p) for p in (SITE, *extra_path, ROOT)),
+        "BARE_IMAGE_ALLOWED": ",".join(sorted(allowed)),
+        "BARE_IMAGE_DISTRIBUTIONS": ",".join(sorted(bare_image_distributions())),
+    }
