@@ -334,10 +334,11 @@ def render_text(report: Report) -> str:
     sections: dict[str, list[Finding]] = {}
     for finding in report.findings:
         sections.setdefault(finding.section, []).append(finding)
+    shown: set[str] = set()  # each fix is spelled out once
     for section, found in sections.items():
         if section == "serve":
             continue
-        lines += ["", section, *(_line(f) for f in found)]
+        lines += ["", section, *(_line(f, shown) for f in found)]
     if report.chosen is not None:
         lines += ["", f"serve --source {report.chosen} will publish"]
         for gpu in report.gpus:
@@ -347,10 +348,10 @@ def render_text(report: Report) -> str:
             for absent in gpu.absent:
                 lines.append(f"         absent {absent.what}: {absent.reason}")
                 if absent.fix:
-                    lines.append(f"                fix: {absent.fix}")
+                    lines.append(f"                fix: {_once(absent.fix, shown)}")
     verdict = sections.get("serve", [])
     if verdict:
-        lines += ["", "Problems", *(_line(f) for f in verdict)]
+        lines += ["", "Problems", *(_line(f, shown) for f in verdict)]
     warnings = sum(1 for f in report.findings if f.level is Level.WARN)
     outcome = "ok" if report.ok else "FAIL"
     tail = f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""
@@ -363,6 +364,14 @@ def _count(n: int, what: str, plural: str = "s") -> str:
     return f"{n} {what}{plural * (n != 1)}"
 
 
-def _line(finding: Finding) -> str:
+def _once(fix: str, shown: set[str]) -> str:
+    """The fix the first time, a pointer to it afterwards."""
+    if fix in shown:
+        return "as above"
+    shown.add(fix)
+    return fix
+
+
+def _line(finding: Finding, shown: set[str]) -> str:
     text = f"  {finding.level.value:<5} {finding.subject:<18} {finding.message}"
-    return f"{text}\n  {'':<5} {'':<18} fix: {finding.fix}" if finding.fix else text
+    return f"{text}\n  {'':<5} {'':<18} fix: {_once(finding.fix, shown)}" if finding.fix else text
