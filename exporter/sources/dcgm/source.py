@@ -497,11 +497,12 @@ class DcgmSource:
             structs.DCGM_ST_REQUIRES_ROOT,
         )
 
-    def _fail(self, watch: _GpuWatch, failure: GpuError) -> None:
-        """Mark a GPU failing; its next rebuild is due after a backoff that doubles up to 30 s."""
+    def _fail(self, watch: _GpuWatch, failure: GpuError) -> GpuError:
+        """Mark a GPU failing (and return why); its next rebuild is due after a backoff doubling up to 30 s."""
         watch.failure = failure
         watch.retry_at = self._monotonic() + watch.backoff
         watch.backoff = min(watch.backoff * 2, RECONNECT_MAX_S)
+        return failure
 
     def _unique(self, what: str) -> str:
         # Group and field-group names must be unique on the engine, which other clients share.
@@ -574,11 +575,12 @@ class DcgmSource:
         try:
             listing = self._listing(handle)
             if watch.failure is not None:
-                self._retry(conn, watch, listing)
+                self._retry(conn, watch, watch.failure, listing)
             mapped = watch.mapped
             if mapped.gpu_id not in listing.supported:
-                self._fail(watch, GpuError(f"GPU {gpu.index}: DCGM no longer lists it as supported", "gpu_is_lost"))
-                raise watch.failure or GpuError("unreachable")
+                raise self._fail(
+                    watch, GpuError(f"GPU {gpu.index}: DCGM no longer lists it as supported", "gpu_is_lost")
+                )
             if listing.signatures.get(mapped.gpu_id, ()) != mapped.signature:
                 raise TopologyChangedError(f"GPU {gpu.index} was re-partitioned")
             gpu_values = agent.dcgmEntitiesGetLatestValues(
@@ -593,13 +595,12 @@ class DcgmSource:
         self._check_answering(gpu.index, watch, readings.get((FE_GPU, mapped.gpu_id, FI_FB_TOTAL)))
         return Assembler(readings, watch.profiling_reason).sample(gpu, mapped)
 
-    def _retry(self, conn: _Connection, watch: _GpuWatch, listing: _Listing) -> None:
+    def _retry(self, conn: _Connection, watch: _GpuWatch, failure: GpuError, listing: _Listing) -> None:
         """Rebuild a failing GPU's watches when its backoff is over; raise its failure while it still fails."""
-        failure = watch.failure or GpuError("unreachable")
-        if self._monotonic() < watch.retry_at or watch.mapped.gpu_id not in listing.supported:
-            if self._monotonic() >= watch.retry_at:
-                self._fail(watch, failure)
+        if self._monotonic() < watch.retry_at:
             raise failure
+        if watch.mapped.gpu_id not in listing.supported:
+            raise self._fail(watch, failure)
         if not watch.listed or listing.signatures.get(watch.mapped.gpu_id, ()) != watch.mapped.signature:
             raise TopologyChangedError(f"{failure}, and DCGM lists it again: discovering it anew")
         with self._lock:
@@ -607,7 +608,7 @@ class DcgmSource:
                 raise TopologyChangedError("DCGM watches must be re-created on the new host-engine connection")
             self._drop(conn, watch)
             if not self._build(conn, watch):
-                raise watch.failure or failure
+                raise watch.failure or failure  # _build recorded why the rebuild failed
             self._b.agent.dcgmUpdateAllFields(conn.handle, 1)
         log.info("GPU watches re-created after: %s", failure)
 
@@ -622,11 +623,8 @@ class DcgmSource:
             return
         if watch.memory_seen and total is not None and total.reason == "no_data":
             watch.memory_seen = False
-            self._fail(
-                watch,
-                GpuError(f"GPU {index}: DCGM returns only blank values for it (lost, or not answering)", "no_data"),
-            )
-            raise watch.failure or GpuError("unreachable")
+            message = f"GPU {index}: DCGM returns only blank values for it (lost, or not answering)"
+            raise self._fail(watch, GpuError(message, "no_data"))
 
     def _listing(self, handle: Any) -> _Listing:
         """The supported GPUs and hierarchy signatures, read at most once per half interval for all GPUs."""
