@@ -104,6 +104,7 @@ class GpuReport:
     instances: int
     compute_instances: int
     error: str = ""  # why sampling it failed, when it did
+    reason: str = ""  # the error's reason token (gpu_lost, deadline, ...)
     series: dict[str, int] = field(default_factory=dict)  # family name -> series for this GPU
     absent: list[Absent] = field(default_factory=list)
 
@@ -166,7 +167,7 @@ async def diagnose(settings: Settings) -> Report:
     return report
 
 
-async def _sample(source: Source, settings: Settings) -> tuple[Snapshot, dict[int, str]]:
+async def _sample(source: Source, settings: Settings) -> tuple[Snapshot, dict[int, tuple[str, str]]]:
     """A few sampling cycles, until no value is still warming up; and why each failing GPU fails."""
     deadline = max(settings.deadline or settings.interval, 5.0)
     sampler = Sampler(source, interval=settings.interval, discovery_interval=3600.0, deadline=deadline)
@@ -177,19 +178,21 @@ async def _sample(source: Source, settings: Settings) -> tuple[Snapshot, dict[in
             break
         await asyncio.sleep(min(settings.interval, 1.0))
         snapshot = await sampler.run_once()
-    errors: dict[int, str] = {}
+    errors: dict[int, tuple[str, str]] = {}
     for gpu in snapshot.topology.gpus:
         if gpu.index in snapshot.samples:
             continue
         try:
             await asyncio.wait_for(source.sample(gpu), deadline)
-            errors[gpu.index] = "sampling failed, then succeeded when tried again"
-        except (GpuError, TimeoutError) as exc:
-            errors[gpu.index] = str(exc) or f"no answer within {deadline:g}s"
+            errors[gpu.index] = ("sampling failed, then succeeded when tried again", "")
+        except GpuError as exc:
+            errors[gpu.index] = (str(exc), exc.reason)
+        except TimeoutError:
+            errors[gpu.index] = (f"no answer within {deadline:g}s", "deadline")
     return snapshot, errors
 
 
-def _publication(snapshot: Snapshot, source: str, errors: dict[int, str]) -> list[GpuReport]:
+def _publication(snapshot: Snapshot, source: str, errors: dict[int, tuple[str, str]]) -> list[GpuReport]:
     """Per GPU: the series the exposition holds for it, and the values it lacks with the reason."""
     counts: Counter[tuple[str, str]] = Counter()
     for metric in native_families(snapshot):
@@ -204,7 +207,8 @@ def _publication(snapshot: Snapshot, source: str, errors: dict[int, str]) -> lis
             mig_mode=gpu.mig_mode,
             instances=len(gpu.instances),
             compute_instances=sum(len(i.compute_instances) for i in gpu.instances),
-            error=errors.get(gpu.index, ""),
+            error=errors.get(gpu.index, ("", ""))[0],
+            reason=errors.get(gpu.index, ("", ""))[1],
             series={name: n for (index, name), n in sorted(counts.items()) if index == str(gpu.index)},
         )
         report.absent = _absent(snapshot, gpu, source)
@@ -311,8 +315,7 @@ def _verdict(report: Report, requested: str, failed: list[str]) -> list[Finding]
         found.append(Finding("serve", f"--source {report.chosen}", Level.FAIL, "found no GPU"))
     for gpu in report.gpus:
         if gpu.error:
-            reason = next((r for r in FIXES if r in gpu.error.lower().replace(" ", "_")), "")
-            found.append(Finding("serve", f"GPU {gpu.gpu}", Level.FAIL, gpu.error, FIXES.get(reason, "")))
+            found.append(Finding("serve", f"GPU {gpu.gpu}", Level.FAIL, gpu.error, FIXES.get(gpu.reason, "")))
     return found
 
 
