@@ -156,3 +156,4 @@ class Snapshot:
     source_up: bool
     errors: Mapping[tuple[str, str], int]  # cumulative, by (stage, reason)
     stale_gpus: frozenset[int] = frozenset()
+    topology_changes: int = 0  # cumulative: GPUs whose layout changed, appeared or disappeared at a discovery

@@ -4,6 +4,11 @@ One task runs the loop. Each GPU is sampled in its own task with a deadline, so 
 failing or hung GPU marks only that GPU stale. A hung call is never started twice: while
 the previous call for a GPU is still running, that GPU stays stale and no new call is made,
 so a hung driver cannot pile up threads.
+
+A source that notices a changed layout (TopologyChangedError) is routine, not an error: the
+sampler discovers again at once and samples that GPU again in the same cycle. What a discovery
+finds changed is counted as topology changes; only a GPU that still fails after that counts
+as an error.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Sampler:
         self._inflight: dict[int, asyncio.Task[GpuSample]] = {}
         self._discovery: asyncio.Task[Topology] | None = None
         self._errors: Counter[tuple[str, str]] = Counter()
+        self._topology_changes = 0
         self.snapshot: Snapshot | None = None
         self.subscribers: list[Subscriber] = []
 
@@ -54,8 +60,7 @@ class Sampler:
     def _count_failure(self, stage: str, what: str, exc: BaseException) -> None:
         """Count a failed call by its reason: a GpuError names one; anything else is a source bug."""
         if isinstance(exc, GpuError):
-            if not isinstance(exc, TopologyChangedError):  # a re-partition is routine, not a warning
-                log.warning("%s failed: %s", what, exc)
+            log.warning("%s failed: %s", what, exc)
             self._count(stage, exc.reason)
         else:  # a source bug must not stop the exporter
             log.error("%s raised %s: %s", what, type(exc).__name__, exc, exc_info=exc)
@@ -85,7 +90,10 @@ class Sampler:
         if exc is not None:
             self._count_failure("discover", "discovery", exc)
             return False
-        self._topology = task.result()
+        topology = task.result()
+        if self._topology is not None:
+            self._topology_changes += _changed_gpus(self._topology, topology)
+        self._topology = topology
         self._discovered_at = time.monotonic()
         return True
 
@@ -118,8 +126,10 @@ class Sampler:
                 continue
             failed.add(index)
             if isinstance(exc, TopologyChangedError):
+                log.debug("GPU %d changed: %s", index, exc)
                 changed.add(index)
-            self._count_failure("sample", f"sampling GPU {index}", exc)
+            else:
+                self._count_failure("sample", f"sampling GPU {index}", exc)
         return samples, failed, changed
 
     async def run_once(self) -> Snapshot:
@@ -134,7 +144,10 @@ class Sampler:
             # The layout changed under us: publish the new one now, not one interval later.
             topology = self._topology or Topology()
             retry = [g for g in topology.gpus if g.index in changed]
-            again, failed_again, _ = await self._sample_gpus(retry)
+            again, failed_again, changed_again = await self._sample_gpus(retry)
+            for index in sorted(changed_again):  # a fresh discovery should have settled it: now it is an error
+                log.warning("sampling GPU %d failed right after a new discovery: its layout keeps changing", index)
+                self._count("sample", "not_found")
             samples.update(again)
             failed = (failed - changed) | failed_again | {i for i in changed if topology.gpu(i) is None}
         snapshot = Snapshot(
@@ -146,6 +159,7 @@ class Sampler:
             source_up=discovery_ok and self._topology is not None and not failed,
             errors=dict(self._errors),
             stale_gpus=frozenset(i for i in failed if topology.gpu(i) is not None),
+            topology_changes=self._topology_changes,
         )
         self.publish(snapshot)
         return snapshot
@@ -181,6 +195,13 @@ class Sampler:
         self._inflight.clear()
         self._discovery = None
         await self.source.close()
+
+
+def _changed_gpus(before: Topology, after: Topology) -> int:
+    """How many GPUs appeared, disappeared or changed their layout between two discoveries."""
+    old = {g.index: g for g in before.gpus}
+    new = {g.index: g for g in after.gpus}
+    return sum(1 for index in old.keys() | new.keys() if old.get(index) != new.get(index))
 
 
 def _discard_result(task: asyncio.Task[Any]) -> None:

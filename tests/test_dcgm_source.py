@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +13,14 @@ import pytest
 from exporter.exposition.dcgm import builders_for
 from exporter.exposition.render import render
 from exporter.http.landing import ActivityWindow, layout, layout_fragment
-from exporter.model import ACTIVITY_FIELDS, Entity, Field, Topology
+from exporter.model import ACTIVITY_FIELDS, Entity, Field, Snapshot, Topology
 from exporter.sampler import Sampler
 from exporter.sources.base import SourceUnavailableError
-from exporter.sources.dcgm.source import DcgmSource, load_bindings, open_dcgm
+from exporter.sources.dcgm.source import DcgmSource, library_file, load_bindings, open_dcgm
 from exporter.sources.synthetic.simulator import Simulator
 from tests.support.clock import ManualClock
 from tests.support.fake_dcgm import FAKE_DCGM_DIR, fake_bindings, hostengine
+from tests.test_cli import run_cli
 
 MIB = 1024**2
 T0 = 1_790_000_000.0
@@ -199,6 +202,7 @@ async def test_dcgm_host_engine_restart_reconnects_and_recreates_watches(
     clock.now += 1.5
     back = await sampler.run_once()
     assert back.source_up
+    assert ("sample", "not_found") not in back.errors  # re-creating the watches after a reconnect is routine
     assert engine.calls["connect"] == connects + 2
     assert engine.calls["watch"] > watches_before  # groups and watches re-created on the new connection
     assert back.samples[1].get(Entity(1, 1), Field.MEMORY_USED) is not None
@@ -213,14 +217,18 @@ async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
     """A re-partition renumbers DCGM's entities; the source re-maps them and values land on the right slices."""
     sampler = Sampler(source, clock=clock)
     await sampler.run_once()
+    groups_before = set(engine._groups)
     two_halves = dgx.scenario.gpus[1].instances  # 3g.40gb + 3g.40gb
     engine.repartition(0, two_halves)
     clock.now += 1.5
     snapshot = await sampler.run_once()
-    assert snapshot.source_up
+    assert snapshot.source_up and snapshot.errors == {} and snapshot.topology_changes == 1
     assert [i.profile for i in snapshot.topology.gpus[0].instances] == ["3g.40gb", "3g.40gb"]
     assert Entity(0, 7) not in snapshot.samples[0].values  # the old 1g instances are gone
-    assert len(engine._groups) == 2 and len(engine._field_groups) == 2  # the old ones were destroyed
+    # Per GPU a group of its GPU entity and, with MIG on, one of its instances; two shared field groups.
+    assert len(engine._groups) == 2 * 7 + 1 and len(engine._field_groups) == 2
+    replaced = groups_before - set(engine._groups)
+    assert len(replaced) == 2  # only GPU 0's two groups were destroyed and re-created; the others kept watching
     assert "<td>?</td>" in layout_fragment(layout(snapshot, ActivityWindow(), "dcgm"))  # placement unknown
     clock.now += 1.5
     snapshot = await sampler.run_once()
@@ -274,3 +282,136 @@ def test_dcgm_missing_library_is_named(engine: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FAKE_DCGM_NO_LIBRARY", "1")
     with pytest.raises(SourceUnavailableError, match=r"libdcgm\.so\.4 could not be loaded"):
         open_dcgm(str(FAKE_DCGM_DIR), "localhost:5555", 1.0)
+
+
+async def warm(source: DcgmSource, clock: ManualClock, discovery_interval: float = 0.0) -> Sampler:
+    """A sampler past the first profiling values (two watch updates), discovering every cycle by default."""
+    sampler = Sampler(source, clock=clock, discovery_interval=discovery_interval)
+    await sampler.run_once()
+    clock.now += 1.5
+    snapshot = await sampler.run_once()
+    assert snapshot.source_up and snapshot.samples[1].get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) is not None
+    return sampler
+
+
+def assert_only_lost_gpu_is_blind(snapshot: Snapshot, lost: int) -> None:
+    """Every GPU but `lost` has its values and no not_watched reason; `lost` is stale, its identity kept."""
+    assert snapshot.stale_gpus == {lost} and not snapshot.source_up
+    assert snapshot.topology.gpu(lost) is not None and lost not in snapshot.samples
+    assert sorted(snapshot.samples) == [g for g in range(8) if g != lost]
+    for index, sample in snapshot.samples.items():
+        assert "not_watched" not in sample.unsupported.values(), index
+        assert sample.get(Entity(index), Field.POWER) is not None, index
+    assert snapshot.samples[1].get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.7)
+    assert not [key for key in snapshot.errors if key[0] == "discover"]
+
+
+@pytest.mark.parametrize(
+    ("listed", "errors"),
+    [(True, {("sample", "no_data"): 1, ("sample", "gpu_is_lost"): 2}), (False, {("sample", "gpu_is_lost"): 3})],
+    ids=["listed-and-failing", "dropped-from-the-list"],
+)
+async def test_dcgm_gpu_lost_mid_run_blinds_only_that_gpu(
+    source: DcgmSource, engine: Any, clock: ManualClock, listed: bool, errors: dict[tuple[str, str], int]
+) -> None:
+    """A GPU lost mid-run is stale and counted each cycle; the others keep their watches through every discovery."""
+    sampler = await warm(source, clock)
+    watches, groups = engine.calls["watch"], set(engine._groups)
+    engine.lose(0, listed=listed)
+    for _ in range(3):
+        clock.now += 1.0
+        snapshot = await sampler.run_once()
+        assert_only_lost_gpu_is_blind(snapshot, lost=0)
+    # Listed, DCGM writes blanks for it (then refuses its groups: gpu_is_lost); dropped, it leaves the list.
+    assert snapshot.errors == errors
+    assert engine.calls["watch"] == watches  # nobody was watched again
+    assert len(groups - set(engine._groups)) == 2  # only GPU 0's two groups were given up
+    text = render(snapshot, builders_for("native")).text.decode()
+    assert 'mig_instance_info{gi="1",gpu="0"' in text  # its identity stays, marked stale through source_up
+    assert 'mig_exporter_source_up{source="dcgm"} 0.0' in text
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed-and-failing", "dropped-from-the-list"])
+async def test_dcgm_gpu_lost_before_start_does_not_stop_the_others(
+    engine: Any, clock: ManualClock, listed: bool
+) -> None:
+    """A GPU already lost at the first discovery fails alone: every other GPU is watched and reported."""
+    engine.lose(0, listed=listed)
+    source = DcgmSource(fake_bindings(), interval=1.0, monotonic=clock)
+    source.start()
+    sampler = Sampler(source, clock=clock)
+    await sampler.run_once()
+    clock.now += 1.5
+    snapshot = await sampler.run_once()
+    if listed:  # DCGM lists it, but refuses its groups: it is reported stale with the reason
+        assert_only_lost_gpu_is_blind(snapshot, lost=0)
+        assert snapshot.errors == {("sample", "gpu_is_lost"): 2}
+    else:  # DCGM never listed it: the node is the other seven GPUs
+        assert [g.index for g in snapshot.topology.gpus] == list(range(1, 8)) and snapshot.source_up
+        assert snapshot.errors == {}
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed-and-failing", "dropped-from-the-list"])
+async def test_dcgm_lost_gpu_that_returns_is_watched_again(
+    source: DcgmSource, engine: Any, clock: ManualClock, listed: bool
+) -> None:
+    """When the lost GPU comes back, its watches are re-created (after a backoff) and its values return."""
+    sampler = await warm(source, clock, discovery_interval=3600.0)
+    engine.lose(0, listed=listed)
+    clock.now += 1.0
+    assert 0 in (await sampler.run_once()).stale_gpus
+    engine.restore(0)
+    for _ in range(4):
+        clock.now += 1.5
+        snapshot = await sampler.run_once()
+    assert snapshot.source_up and not snapshot.stale_gpus
+    assert snapshot.samples[0].get(Entity(0, 1), Field.GR_ENGINE_ACTIVE) is not None
+    assert snapshot.samples[1].get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.7)
+
+
+async def test_dcgm_gpu_ids_are_mapped_to_nvml_indexes(dgx: Simulator, clock: ManualClock) -> None:
+    """DCGM numbers GPUs its own way: field 52 and the hierarchy give NVML's index, and values follow it."""
+    module = hostengine()
+    module.install(module.FakeHostEngine(dgx, clock=clock, gpu_ids={i: 7 - i for i in range(8)}))
+    try:
+        source = DcgmSource(fake_bindings(), interval=1.0, monotonic=clock)
+        source.start()
+        topology = await source.discover()
+        assert topology == expected_topology(dgx)  # GPU 7 (MIG off, DCGM ID 0) is indexed through field 52
+        clock.now += 1.2
+        for gpu in topology.gpus:
+            sample = await source.sample(gpu)
+            truth = dgx.sample(gpu.index, T0 + 1.0)
+            assert sample.get(Entity(gpu.index), Field.POWER) == pytest.approx(
+                truth.get(Entity(gpu.index), Field.POWER)
+            )
+        assert sample.get(Entity(7), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.65)
+        await source.close()
+    finally:
+        module.install(None)
+
+
+def test_dcgm_library_file_is_read_from_the_bindings() -> None:
+    """The library named in errors is the one the bindings load (libdcgm.so.4 here; DCGM 3's name .so.3)."""
+    assert library_file(fake_bindings().structs) == "libdcgm.so.4"
+
+
+def test_dcgm3_bindings_without_their_library_name_libdcgm_so_3(tmp_path: Path) -> None:
+    """With DCGM 3's bindings (which load libdcgm.so.3) a missing library is named as libdcgm.so.3."""
+    for module in FAKE_DCGM_DIR.glob("*.py"):
+        text = module.read_text()
+        (tmp_path / module.name).write_text(text.replace("libdcgm.so.4", "libdcgm.so.3"))
+    result = run_cli(
+        "serve",
+        "--source",
+        "dcgm",
+        "--dcgm-bindings",
+        str(tmp_path),
+        "--listen",
+        "127.0.0.1:1",
+        env={**os.environ, "FAKE_DCGM_NO_LIBRARY": "1"},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DCGM library libdcgm.so.3 could not be loaded" in lines[0], result.stderr
+    assert "libdcgm.so.4" not in lines[0]

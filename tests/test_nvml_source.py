@@ -140,8 +140,10 @@ async def test_nvml_calls_per_cycle_on_dgx_h100(fake: ModuleType, source: NvmlSo
     cis = sum(1 for _ in topology.iter_compute_instances())
     gpus = len(topology.gpus)
     whole = sum(1 for g in topology.gpus if not g.mig_enabled)
+    empty_slots = sum(fake.MAX_MIG_DEVICES for g in topology.gpus if g.mig_enabled) - cis
     assert driver.calls == {
         "nvmlDeviceGetUUID": cis,  # each MIG handle still names the discovered device
+        "nvmlDeviceGetMigDeviceHandleByIndex": empty_slots,  # each empty slot is still empty (no instance added)
         "nvmlDeviceGetPowerUsage": gpus,
         "nvmlDeviceGetTemperature": gpus,
         "nvmlDeviceGetMemoryInfo": gis + gpus,
@@ -149,7 +151,8 @@ async def test_nvml_calls_per_cycle_on_dgx_h100(fake: ModuleType, source: NvmlSo
         "nvmlGpmSampleGet": cis + whole,
         "nvmlGpmMetricsGet": gis + cis + whole,
     }
-    assert sum(driver.calls.values()) == 182
+    assert empty_slots == 21
+    assert sum(driver.calls.values()) == 203
 
 
 async def test_nvml_unprivileged_degrades_to_mig_handles(
@@ -364,7 +367,7 @@ async def test_nvml_repartition_mid_run_shows_new_layout(
     dgx.repartition(1, parse(NEW_LAYOUT).gpus[0].instances)
     clock.now += 1.0
     snapshot = await sampler.run_once()
-    assert snapshot.errors[("sample", "not_found")] == 1
+    assert snapshot.errors == {} and snapshot.topology_changes == 1
     assert snapshot.topology.gpu(1) == dgx.topology().gpu(1)
     assert [i.gi for i in snapshot.topology.gpus[1].instances] == [7, 8, 9]
     assert snapshot.samples[1].get(Entity(1, 9), Field.MEMORY_USED) == dgx.gi_memory_used(1, 9, clock.now)
@@ -400,7 +403,7 @@ async def test_nvml_destroyed_instance_triggers_rediscovery(
     dgx.repartition(1, dgx.scenario.gpus[1].instances[1:])  # nvidia-smi mig -dci -dgi on GI 1 (slot 0)
     clock.now += 1.0
     snapshot = await sampler.run_once()
-    assert snapshot.errors[("sample", "not_found")] == 1
+    assert snapshot.errors == {} and snapshot.topology_changes == 1
     assert [i.gi for i in snapshot.topology.gpus[1].instances] == [2]
     assert snapshot.topology == dgx.topology()
     assert snapshot.stale_gpus == frozenset()
@@ -418,3 +421,85 @@ def test_nvml_init_failure_is_a_one_line_error() -> None:
     module = load_fake_pynvml()
     with pytest.raises(SourceUnavailableError, match=r"NVML could not be loaded: nvmlInit failed: .*Library Not Found"):
         NvmlSource(module)
+
+
+async def test_nvml_instances_added_are_seen_within_one_cycle(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock
+) -> None:
+    """A re-partition that only adds instances (an empty MIG slot filled) shows up in the next cycle."""
+    full = dgx.scenario.gpus[1].instances
+    dgx.repartition(1, full[:1])  # one 3g.40gb; the second half of GPU 1 is free
+    sampler = await warm_sampler(source, clock)
+    assert sampler.snapshot is not None and len(sampler.snapshot.topology.gpus[1].instances) == 1
+    dgx.repartition(1, full)  # `nvidia-smi mig -cgi 9 -C`: adds the second 3g.40gb, nothing is destroyed
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.topology.gpu(1) == dgx.topology().gpu(1)
+    assert [i.profile for i in snapshot.topology.gpus[1].instances] == ["3g.40gb", "3g.40gb"]
+    assert snapshot.topology_changes == 1 and snapshot.errors == {}
+    assert not snapshot.stale_gpus and snapshot.source_up
+
+
+async def test_nvml_parent_memory_refused_mid_run_keeps_the_gpu(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock
+) -> None:
+    """When the parent's memory read starts failing with NoPermission, the GPU keeps every other value."""
+    sampler = await warm_sampler(source, clock)
+    fake.driver().privileged = False  # from now on the parent's memory query is refused on MIG GPUs
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.source_up and not snapshot.stale_gpus and snapshot.errors == {}
+    sample = snapshot.samples[1]
+    assert sample.get(Entity(1), Field.MEMORY_USED) == dgx.gpu_memory_used(1, clock.now)  # the instances' sum
+    assert sample.get(Entity(1), Field.POWER) is not None
+    assert sample.get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.7, abs=ACTIVITY_TOLERANCE)
+
+
+async def test_nvml_every_memory_read_refused_leaves_memory_absent_with_reason(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
+) -> None:
+    """A driver refusing all memory reads leaves memory series absent (reason no_permission); the GPU reports on."""
+    sampler = await warm_sampler(source, clock)
+    fake.driver().refused["nvmlDeviceGetMemoryInfo"] = fake.NVML_ERROR_NO_PERMISSION
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.source_up and not snapshot.stale_gpus and snapshot.errors == {}
+    for index in (1, 7):
+        sample = snapshot.samples[index]
+        assert sample.unsupported[Field.MEMORY_USED] == "no_permission"
+        assert all(Field.MEMORY_USED not in v for v in sample.values.values())
+        assert sample.get(Entity(index), Field.TEMPERATURE) is not None
+    assert snapshot.samples[7].get(Entity(7), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.65, abs=ACTIVITY_TOLERANCE)
+    text = render(snapshot, (native_families, exporter_families)).text.decode()
+    assert 'mig_exporter_field_supported{field="memory_used",gpu="7",reason="no_permission"} 0.0' in text
+
+
+H100_DRIVER_TOTAL_MIB = 81_559  # what the driver reports for an H100 80GB HBM3; the catalog says 80 GiB
+
+
+async def test_nvml_memory_total_comes_from_the_driver(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
+) -> None:
+    """The GPU's memory total is the driver's figure, not the board catalog's nominal size."""
+    fake.driver().memory_total_mib.update(dict.fromkeys(range(8), H100_DRIVER_TOTAL_MIB))
+    topology, samples = await two_cycles(source, clock)
+    for gpu in topology.gpus:
+        assert samples[gpu.index].get(Entity(gpu.index), Field.MEMORY_TOTAL) == H100_DRIVER_TOTAL_MIB * 2**20
+
+
+async def test_nvml_unprivileged_never_publishes_the_catalog_size_as_the_gpu_total(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock
+) -> None:
+    """Unprivileged, a MIG GPU's total is the driver's when it was read once, else absent: never the catalog's."""
+    fake.driver().memory_total_mib.update(dict.fromkeys(range(8), H100_DRIVER_TOTAL_MIB))
+    fake.driver().privileged = False
+    topology, samples = await two_cycles(source, clock)
+    assert samples[1].get(Entity(1), Field.MEMORY_TOTAL) is None  # the driver keeps it for privileged users
+    assert samples[1].get(Entity(1, 1), Field.MEMORY_TOTAL) is not None  # instance totals are unprivileged
+    assert samples[7].get(Entity(7), Field.MEMORY_TOTAL) == H100_DRIVER_TOTAL_MIB * 2**20  # MIG off: readable
+    fake.driver().privileged = True
+    await source.discover()  # read once with privileges ...
+    fake.driver().privileged = False
+    topology = await source.discover()  # ... and remembered when refused again
+    sample = await source.sample(topology.gpus[1])
+    assert sample.get(Entity(1), Field.MEMORY_TOTAL) == H100_DRIVER_TOTAL_MIB * 2**20

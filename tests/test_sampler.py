@@ -8,7 +8,7 @@ import pytest
 
 from exporter.model import Entity, Field, Gpu, GpuSample, Topology
 from exporter.sampler import Sampler
-from exporter.sources.base import GpuError
+from exporter.sources.base import GpuError, TopologyChangedError
 from exporter.sources.synthetic.scenario import parse
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
@@ -84,7 +84,8 @@ async def test_repartition_is_published_in_the_same_cycle(demo: Simulator) -> No
     assert [i.gi for i in snapshot.topology.gpus[0].instances] == [9]
     assert snapshot.samples[0].get(Entity(0, 9), Field.GR_ENGINE_ACTIVE) == 0.25
     assert snapshot.source_up and not snapshot.stale_gpus
-    assert snapshot.errors == {("sample", "not_found"): 1}
+    assert snapshot.errors == {}  # a re-partition is routine: counted as a topology change, not an error
+    assert snapshot.topology_changes == 1
     assert source.discover_calls == 2
 
 
@@ -150,3 +151,43 @@ async def test_discovery_slower_than_the_deadline_is_used_once_it_returns(demo: 
     second = await sampler.run_once()
     assert [g.index for g in second.topology.gpus] == [0] and 0 in second.samples
     assert second.source_up and source.discover_calls == 1
+
+
+class AlwaysChanging:
+    """A source whose every sample of GPU 0 reports a changed layout, even right after a discovery."""
+
+    def __init__(self, inner: SyntheticSource) -> None:
+        self.inner, self.name = inner, inner.name
+
+    async def discover(self) -> Topology:
+        return await self.inner.discover()
+
+    async def sample(self, gpu: Gpu) -> GpuSample:
+        if gpu.index == 0:
+            raise TopologyChangedError("GPU 0 keeps changing")
+        return await self.inner.sample(gpu)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_layout_that_keeps_changing_after_rediscovery_is_an_error(demo: Simulator) -> None:
+    """A GPU still reporting a change right after a fresh discovery is stale and counted as not_found."""
+    sampler = Sampler(AlwaysChanging(SyntheticSource(demo, clock=lambda: T0)), clock=lambda: T0)
+    snapshot = await sampler.run_once()
+    assert snapshot.stale_gpus == {0} and not snapshot.source_up
+    assert snapshot.errors == {("sample", "not_found"): 1}
+    assert snapshot.topology_changes == 0  # the discoveries found nothing new
+
+
+async def test_topology_changes_count_gpus_that_changed(dgx: Simulator) -> None:
+    """Each GPU re-partitioned between two discoveries counts once; unchanged GPUs do not."""
+    _, sampler = make(dgx, discovery_interval=0.0)
+    first = await sampler.run_once()
+    assert first.topology_changes == 0
+    layout = parse("gpus: [{instances: [{profile: 7g.80gb, gi: 9, activity: 0.25}]}]").gpus[0].instances
+    dgx.repartition(2, layout)
+    dgx.repartition(5, layout)
+    snapshot = await sampler.run_once()
+    assert snapshot.topology_changes == 2 and snapshot.errors == {}
+    assert (await sampler.run_once()).topology_changes == 2

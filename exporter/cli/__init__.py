@@ -1,1 +1,1 @@
-"""The `mig-exporter` command line: `main` parses and dispatches to serve, plan, report and simulate-history."""
+"""The `mig-exporter` command line: `main` parses and dispatches to serve, plan, report, simulate-history, doctor."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from exporter import __version__
-from exporter.cli import history, plan, report, serve
+from exporter.cli import doctor, history, plan, report, serve
 from exporter.cli.settings import ConfigError, resolve
 from exporter.http.webconfig import WebConfigError
 from exporter.sources.base import SourceUnavailableError
@@ -29,24 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_parser(commands)
     report.add_parser(commands)
     history.add_parser(commands)
+    doctor.add_parser(commands)
     return parser
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": lambda args: serve.run(resolve(vars(args))),
+    "plan": plan.run,
+    "report": report.run,
+    "simulate-history": history.run,
+    "doctor": doctor.run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "serve":
-            return serve.run(resolve(vars(args)))
-        if args.command == "plan":
-            return plan.run(args)
-        if args.command == "report":
-            return report.run(args)
-        if args.command == "simulate-history":
-            return history.run(args)
+        return RUNNERS[args.command](args)
     except (ConfigError, SourceUnavailableError, WebConfigError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2
-    return 2
 
 
 if __name__ == "__main__":

@@ -8,21 +8,23 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.cli.settings import OPTIONS, Settings
+from exporter.cli.settings import OPTIONS, Settings, add_option_flags
 from exporter.exposition.dcgm import builders_for
 from exporter.exposition.native import native_families
 from exporter.exposition.pods import pod_families, with_pod_labels
 from exporter.exposition.render import Exposition
 from exporter.http.server import build_app, handler_options
 from exporter.http.webconfig import WebConfigWatcher
-from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.sampler import Sampler
 from exporter.sources import SourceOptions, open_source
+
+if TYPE_CHECKING:
+    from exporter.kubernetes.refresher import PodAttributionRefresher
 
 log = logging.getLogger("exporter")
 
@@ -32,22 +34,7 @@ P = TypeVar("P", bound=argparse.ArgumentParser)
 def add_parser(commands: argparse._SubParsersAction[P]) -> None:
     """Add the `serve` subcommand: one flag per entry of OPTIONS, plus --config."""
     serve = commands.add_parser("serve", help="run the exporter daemon")
-    for option in OPTIONS:
-        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if option.switch else {}
-        serve.add_argument(
-            option.flag,
-            dest=option.key,
-            default=None,
-            metavar=option.metavar,
-            help=f"{option.help} (env {option.env}; default {option.default})",
-            **switch,
-        )
-    serve.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
-    )
+    add_option_flags(serve, OPTIONS)
 
 
 def _exposition(names: str, attribution: PodAttributionRefresher | None, pod_labels: bool) -> Exposition:
@@ -79,11 +66,7 @@ def run(settings: Settings) -> int:
         discovery_interval=settings.discovery_interval,
         deadline=settings.deadline,
     )
-    refresher = (
-        PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
-        if settings.kubelet_socket
-        else None
-    )
+    refresher = _pod_attribution(settings) if settings.kubelet_socket else None
     app = build_app(
         sampler, _exposition(settings.names, refresher, settings.pod_labels), refresher, web_config=web_config
     )
@@ -106,6 +89,20 @@ def run(settings: Settings) -> int:
         print(f"mig-exporter: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pod_attribution(settings: Settings) -> PodAttributionRefresher | None:
+    """The kubelet refresher; None, after one warning, where its gRPC client cannot be imported.
+
+    grpcio and protobuf older than the generated client (or missing) must not stop the exporter: it
+    then serves everything but pod attribution.
+    """
+    try:
+        from exporter.kubernetes.refresher import PodAttributionRefresher
+    except Exception as exc:  # ImportError, or the generated code refusing an older protobuf or grpcio
+        log.warning("pod attribution is off: its gRPC client cannot be loaded (%s: %s)", type(exc).__name__, exc)
+        return None
+    return PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
 
 
 def _reload_on_sighup(watcher: WebConfigWatcher) -> Callable[[web.Application], Awaitable[None]]:

@@ -6,8 +6,9 @@ is declared once in OPTIONS; its flag, environment variable and config key deriv
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,26 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
 )
+
+
+def add_option_flags(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
+    """One flag per option (its value resolved later by `resolve`, after the environment and the file), and --config."""
+    for option in options:
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if option.switch else {}
+        parser.add_argument(
+            option.flag,
+            dest=option.key,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} (env {option.env}; default {option.default})",
+            **switch,
+        )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

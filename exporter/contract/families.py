@@ -106,6 +106,12 @@ SAMPLE_DURATION = Family("mig_exporter_sample_duration_seconds", "Duration of th
 ERRORS = Family(
     "mig_exporter_errors", "Errors by stage (discover, sample) and reason", ("stage", "reason"), kind="counter"
 )
+TOPOLOGY_CHANGES = Family(
+    "mig_exporter_topology_changes",
+    "GPUs whose MIG layout changed, or that appeared or disappeared, at a discovery (re-partitions; not errors)",
+    (),
+    kind="counter",
+)
 FIELD_SUPPORTED = Family(
     "mig_exporter_field_supported",
     "1 when the source reads this field on this GPU; 0 with the reason when it cannot (the series is then absent)",

@@ -13,7 +13,7 @@ from exporter.model import Field, Snapshot
 
 
 def exporter_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """The exporter's own health: build, source state, sample age and cost, errors, field support."""
+    """The exporter's own health: build, source state, sample age and cost, errors, topology changes, field support."""
     build = new_family(fam.BUILD_INFO)
     build.add_metric([__version__, snapshot.source], 1)
     up = new_family(fam.SOURCE_UP)
@@ -25,6 +25,8 @@ def exporter_families(snapshot: Snapshot) -> Iterator[Metric]:
     errors = new_family(fam.ERRORS)
     for (stage, reason), count in sorted(snapshot.errors.items()):
         errors.add_metric([stage, reason], count)
+    changes = new_family(fam.TOPOLOGY_CHANGES)
+    changes.add_metric([], snapshot.topology_changes)
     supported = new_family(fam.FIELD_SUPPORTED)
     for index, sample in sorted(snapshot.samples.items()):
         present = {f for values in sample.values.values() for f in values}
@@ -33,4 +35,4 @@ def exporter_families(snapshot: Snapshot) -> Iterator[Metric]:
                 supported.add_metric([str(index), fld.value, sample.unsupported[fld]], 0)
             elif fld in present:
                 supported.add_metric([str(index), fld.value, ""], 1)
-    yield from (build, up, last, duration, errors, supported)
+    yield from (build, up, last, duration, errors, changes, supported)

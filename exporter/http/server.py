@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -16,8 +16,10 @@ from exporter.exposition.dcgm import builders_for
 from exporter.exposition.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
 from exporter.http.landing import add_routes
 from exporter.http.webconfig import WebConfigWatcher
-from exporter.kubernetes.refresher import PodAttributionRefresher
 from exporter.sampler import Sampler
+
+if TYPE_CHECKING:  # the refresher needs grpc, which is imported only where pod attribution is on
+    from exporter.kubernetes.refresher import PodAttributionRefresher
 
 log = logging.getLogger(__name__)
 

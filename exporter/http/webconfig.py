@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import bcrypt
 import yaml
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,11 @@ class _Reader:
             if not 4 <= int(match.group(1)) <= 31:
                 raise self.fail(f"basic_auth_users.{user}", f"bcrypt cost {match.group(1)} is outside 4..31")
             out[user] = text.encode()
+        if out:
+            try:
+                _bcrypt()
+            except ImportError:
+                raise self.fail("basic_auth_users", "needs the bcrypt package, which is not installed") from None
         return out
 
 
@@ -363,10 +368,18 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def _bcrypt() -> ModuleType:
+    """The bcrypt module, imported only where basic auth is configured (a GPU node's image may lack it)."""
+    import bcrypt
+
+    return bcrypt
+
+
 @cache
 def _decoy_hash() -> bytes:
     """A hash to check unknown users' passwords against, so a wrong user name costs as much as a wrong password."""
-    return bcrypt.hashpw(b"decoy password", bcrypt.gensalt(10))
+    bcrypt = _bcrypt()
+    return bytes(bcrypt.hashpw(b"decoy password", bcrypt.gensalt(10)))
 
 
 class BasicAuth:
@@ -402,7 +415,7 @@ class BasicAuth:
 def _checkpw(password: bytes, hashed: bytes | None) -> bool:
     """bcrypt check; an unknown user (no hash) is checked against a decoy and always fails."""
     try:
-        matches = bcrypt.checkpw(password[:72], hashed or _decoy_hash())
+        matches = bool(_bcrypt().checkpw(password[:72], hashed or _decoy_hash()))
     except ValueError:  # a hash the library cannot read: the password does not match it
         return False
     return matches and hashed is not None

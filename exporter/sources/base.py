@@ -1,7 +1,9 @@
-"""The source protocol every GPU backend implements, and the errors it may raise."""
+"""The source protocol every GPU backend implements, the errors it may raise, and what it says about itself."""
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from exporter.model import Gpu, GpuSample, Topology
@@ -49,4 +51,33 @@ class Source(Protocol):
 
     async def close(self) -> None:
         """Release library handles and buffers."""
+        ...
+
+
+class Level(enum.Enum):
+    """How a finding of `mig-exporter doctor` bears on running the exporter."""
+
+    OK = "ok"
+    INFO = "info"  # worth knowing; nothing to fix
+    WARN = "warn"  # serve works, with series absent until fixed
+    FAIL = "fail"  # serve cannot do its job with this source
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of `mig-exporter doctor`: what was checked, what was found, and the fix when there is one."""
+
+    section: str  # NVML, DCGM, Kubernetes, ...
+    subject: str  # library, GPU 0, host engine, ...
+    level: Level
+    message: str
+    fix: str = ""
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """A source that can tell `mig-exporter doctor` about its library, service and GPUs (after a discovery)."""
+
+    async def describe(self) -> list[Finding]:
+        """Findings about the library, the service behind it and each GPU it discovered."""
         ...

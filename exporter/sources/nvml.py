@@ -8,8 +8,12 @@ threads) and the GPU is reported as hung.
 
 Handles are resolved again on every discovery: a MIG device handle names a slot, and after a
 re-partition the same slot can hold another instance. Each cycle checks every MIG handle's
-UUID against the one discovered; a mismatch or an emptied slot raises TopologyChangedError,
-so the sampler re-discovers at once.
+UUID against the one discovered and asks for a handle in each slot that was empty (at most
+seven calls per GPU, each answered NotFound while nothing changed); a mismatch, an emptied
+slot or a filled one raises TopologyChangedError, so the sampler re-discovers at once.
+
+A read the driver refuses (NoPermission, NotSupported, FunctionNotFound) leaves its value
+absent with the reason; it never fails the GPU.
 
 GPM ratios need two readings: each GPU instance and compute instance owns two GPM sample
 buffers, allocated on first use and reused, and the ratios are computed between the
@@ -42,7 +46,7 @@ from exporter.model import (
     GpuSample,
     Topology,
 )
-from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.driver_threads import in_driver_thread
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,12 @@ _REASONS = {
     999: "unknown",
 }
 
+# What lets NVML answer the privileged queries (GPU-instance APIs, the parent's memory with MIG on).
+PRIVILEGE_FIX = (
+    "run the exporter as root or with CAP_SYS_ADMIN (in a container: --cap-add SYS_ADMIN, --user 0 and "
+    "NVIDIA_MIG_MONITOR_DEVICES=all)"
+)
+
 # nvidia-smi names GPU-instance profiles "MIG 3g.40gb"; the metric labels carry "3g.40gb".
 _PROFILE_PREFIX = "MIG "
 
@@ -137,10 +147,11 @@ class _GpmRead:
 
 @dataclass(frozen=True)
 class _MigDevice:
-    """A compute instance as discovered: its MIG device handle and UUID."""
+    """A compute instance as discovered: its MIG device slot, handle and UUID."""
 
     gi: int
     ci: int
+    slot: int
     handle: Any
     uuid: str
 
@@ -153,7 +164,9 @@ class _GpuHandles:
     handle: Any
     gpm: bool
     parent_memory: bool  # whether the parent handle's memory info is readable (privileged with MIG on)
+    driver_total: bool  # whether gpu.memory_total_bytes came from the driver (else an estimate, not published)
     devices: tuple[_MigDevice, ...]
+    empty_slots: tuple[int, ...] = ()  # MIG device slots without a device at discovery, probed every cycle
 
 
 class NvmlSource:
@@ -174,6 +187,8 @@ class NvmlSource:
         self._metrics_get: dict[int, Any] = {}  # one nvmlGpmMetricsGet struct per GPU, reused
         self._closed = False
         self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
+        self._totals: dict[str, int] = {}  # GPU UUID -> memory total the driver reported once
+        self._left_out: dict[int, str] = {}  # GPU index -> why the last discovery could not read it at all
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -221,6 +236,7 @@ class NvmlSource:
             return_exceptions=True,
         )
         handles: dict[int, _GpuHandles] = {}
+        self._left_out = {}
         for index, result in zip(indexes, results, strict=True):
             if isinstance(result, _GpuHandles):
                 handles[index] = result
@@ -231,6 +247,7 @@ class NvmlSource:
                 handles[index] = self._handles[index]
             elif isinstance(result, GpuError):
                 log.warning("discovery left out GPU %d: %s", index, result)
+                self._left_out[index] = str(result)
             elif isinstance(result, BaseException):
                 raise result
         self._handles = handles
@@ -254,13 +271,17 @@ class NvmlSource:
             board = board_for_model(model)
             mig_enabled, mig_pending = self._mig_mode(handle)
             gpm = self._gpm_supported(handle)
-            parent_total = self._optional(lambda: int(self._memory(handle).total))
+            parent_total = self._parent_total(handle)
+            if parent_total is not None:
+                self._totals[uuid] = parent_total
+            driver_total = self._totals.get(uuid)
             devices: list[_MigDevice] = []
+            empty: list[int] = []
             instances: tuple[GpuInstance, ...] = ()
             if mig_enabled:
-                devices, instances = self._discover_mig(handle, board, parent_total)
-        memory_total = parent_total
-        if memory_total is None:
+                devices, empty, instances = self._discover_mig(handle, board, driver_total)
+        memory_total = driver_total
+        if memory_total is None:  # the topology needs a size; this estimate is never published as a value
             memory_total = int(board.memory_gib * GIB) if board else sum(i.memory_total_bytes for i in instances)
         gpu = Gpu(
             index=index,
@@ -273,7 +294,9 @@ class NvmlSource:
             memory_total_bytes=memory_total,
             instances=instances,
         )
-        return _GpuHandles(gpu, handle, gpm, parent_total is not None, tuple(devices))
+        return _GpuHandles(
+            gpu, handle, gpm, parent_total is not None, driver_total is not None, tuple(devices), tuple(empty)
+        )
 
     def _mig_mode(self, handle: Any) -> tuple[bool, bool | None]:
         """Current and pending MIG mode; (False, None) on GPUs without MIG."""
@@ -307,32 +330,54 @@ class NvmlSource:
                 self._memory_v1 = True
         return nvml.nvmlDeviceGetMemoryInfo(handle)
 
-    def _optional(self, read: Callable[[], T]) -> T | None:
-        """`read()`, or None when NVML refuses it for lack of privileges or support."""
+    def _parent_total(self, handle: Any) -> int | None:
+        """The GPU's memory total as the driver reports it, or None where it refuses (MIG on, unprivileged).
+
+        Memory info v1 is asked when v2 is refused: both read the same total, and a driver may permit one only.
+        """
+        nvml = self._nvml
+        try:
+            return int(self._memory(handle).total)
+        except nvml.NVMLError as exc:
+            if int(exc.value) not in _UNAVAILABLE:
+                raise
+        if self._memory_v1:
+            return None
+        return self._optional(lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).total))
+
+    def _optional(
+        self, read: Callable[[], T], reasons: dict[Field, str] | None = None, fld: Field | None = None
+    ) -> T | None:
+        """`read()`, or None when NVML refuses it for lack of privileges or support (its reason kept under `fld`)."""
         try:
             return read()
         except self._nvml.NVMLError as exc:
-            if int(exc.value) in _UNAVAILABLE:
-                return None
-            raise
+            code = int(exc.value)
+            if code not in _UNAVAILABLE:
+                raise
+            if reasons is not None and fld is not None:
+                reasons.setdefault(fld, error_reason(code))
+            return None
 
     def _discover_mig(
         self, handle: Any, board: Board | None, parent_total: int | None
-    ) -> tuple[list[_MigDevice], tuple[GpuInstance, ...]]:
+    ) -> tuple[list[_MigDevice], list[int], tuple[GpuInstance, ...]]:
         """MIG devices through the unprivileged MIG-handle path; profiles and placements if permitted."""
         nvml = self._nvml
         devices: list[_MigDevice] = []
+        empty: list[int] = []
         by_gi: dict[int, list[tuple[_MigDevice, Any, int]]] = {}
         for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
             try:
                 mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
             except nvml.NVMLError as exc:
                 if int(exc.value) == NVML_ERROR_NOT_FOUND:
-                    continue  # slots are sparse
+                    empty.append(slot)  # slots are sparse
+                    continue
                 raise
             gi = int(nvml.nvmlDeviceGetGpuInstanceId(mig))
             ci = int(nvml.nvmlDeviceGetComputeInstanceId(mig))
-            device = _MigDevice(gi, ci, mig, _text(nvml.nvmlDeviceGetUUID(mig)))
+            device = _MigDevice(gi, ci, slot, mig, _text(nvml.nvmlDeviceGetUUID(mig)))
             attributes = nvml.nvmlDeviceGetAttributes(mig)
             memory = int(self._memory(mig).total)
             devices.append(device)
@@ -372,7 +417,7 @@ class NvmlSource:
                     compute_instances=cis,
                 )
             )
-        return devices, tuple(instances)
+        return devices, empty, tuple(instances)
 
     def _gi_details(self, handle: Any, gis: list[int]) -> dict[int, tuple[str, int, int, int]]:
         """Profile name, profile ID and placement of each GPU instance, through the GI APIs.
@@ -422,10 +467,13 @@ class NvmlSource:
         index = h.gpu.index
         values: dict[Entity, dict[Field, float]] = {}
         unsupported: dict[Field, str] = {}
-        gpu_values: dict[Field, float] = {Field.MEMORY_TOTAL: float(h.gpu.memory_total_bytes)}
+        gpu_values: dict[Field, float] = {}
+        if h.driver_total:
+            gpu_values[Field.MEMORY_TOTAL] = float(h.gpu.memory_total_bytes)
         values[Entity(index)] = gpu_values
         with self._errors(index):
             self._verify_devices(h)
+            self._probe_empty_slots(h)
             self._read_field(
                 Field.POWER, lambda: nvml.nvmlDeviceGetPowerUsage(h.handle) / 1000.0, gpu_values, unsupported
             )
@@ -435,23 +483,50 @@ class NvmlSource:
                 gpu_values,
                 unsupported,
             )
-            used = 0.0
-            for inst, device in self._first_devices(h):
-                memory = self._memory(device.handle)
-                values[Entity(index, inst.gi)] = {
-                    Field.MEMORY_USED: float(memory.used),
-                    Field.MEMORY_TOTAL: float(memory.total),
-                }
-                used += float(memory.used)
-            if h.parent_memory:
-                gpu_values[Field.MEMORY_USED] = float(self._memory(h.handle).used)
-            elif h.gpu.mig_enabled:
-                gpu_values[Field.MEMORY_USED] = used
+            self._read_memory(h, values, gpu_values, unsupported)
             if h.gpm:
                 self._read_activity(h, values, unsupported)
             else:
                 unsupported.update(dict.fromkeys(ACTIVITY_FIELDS, "no_gpm"))
         return GpuSample(gpu=index, values=values, unsupported=unsupported)
+
+    def _read_memory(
+        self,
+        h: _GpuHandles,
+        values: dict[Entity, dict[Field, float]],
+        gpu_values: dict[Field, float],
+        unsupported: dict[Field, str],
+    ) -> None:
+        """Memory per GPU instance and for the whole GPU; a refused read leaves only that value out.
+
+        With MIG on and the parent's memory refused, the whole GPU's use is the sum of its instances'.
+        """
+        index = h.gpu.index
+        refused: dict[Field, str] = {}
+        used, complete = 0.0, True
+        for inst, device in self._first_devices(h):
+            memory = self._optional(partial(self._memory, device.handle), refused, Field.MEMORY_USED)
+            if memory is None:
+                complete = False
+                continue
+            values[Entity(index, inst.gi)] = {
+                Field.MEMORY_USED: float(memory.used),
+                Field.MEMORY_TOTAL: float(memory.total),
+            }
+            used += float(memory.used)
+        parent = (
+            self._optional(partial(self._memory, h.handle), refused, Field.MEMORY_USED) if h.parent_memory else None
+        )
+        if parent is not None:
+            gpu_values[Field.MEMORY_USED] = float(parent.used)
+        elif h.gpu.mig_enabled and complete:
+            gpu_values[Field.MEMORY_USED] = used
+        elif not h.gpu.mig_enabled and not h.parent_memory:
+            refused.setdefault(Field.MEMORY_USED, "no_permission")
+        present = {f for v in values.values() for f in v}
+        for fld in (Field.MEMORY_USED, Field.MEMORY_TOTAL):
+            if fld not in present:
+                unsupported[fld] = refused.get(Field.MEMORY_USED, "no_permission")
 
     def _read_field(
         self, fld: Field, read: Callable[[], float], values: dict[Field, float], unsupported: dict[Field, str]
@@ -476,6 +551,17 @@ class NvmlSource:
                 raise
             if uuid != device.uuid:
                 raise TopologyChangedError(f"GPU {h.gpu.index}: GI {device.gi} CI {device.ci} was re-partitioned")
+
+    def _probe_empty_slots(self, h: _GpuHandles) -> None:
+        """Raise TopologyChangedError when a MIG device slot that was empty at discovery now holds one."""
+        for slot in h.empty_slots:
+            try:
+                self._nvml.nvmlDeviceGetMigDeviceHandleByIndex(h.handle, slot)
+            except self._nvml.NVMLError as exc:
+                if int(exc.value) == NVML_ERROR_NOT_FOUND:
+                    continue
+                raise
+            raise TopologyChangedError(f"GPU {h.gpu.index}: a MIG device appeared in slot {slot}")
 
     @staticmethod
     def _first_devices(h: _GpuHandles) -> Iterator[tuple[GpuInstance, _MigDevice]]:
@@ -571,6 +657,71 @@ class NvmlSource:
             for s in pool.pop(entity).samples:
                 self._nvml.nvmlGpmSampleFree(s)
 
+    # -- doctor -------------------------------------------------------------------------------
+
+    async def describe(self) -> list[Finding]:
+        """The driver and NVML versions, and per GPU discovered: MIG mode, GPM, the GPU-instance APIs, memory."""
+        versions = await in_driver_thread(self._versions)
+        found = [Finding("NVML", "library", Level.OK, versions)]
+        for index, h in sorted(self._handles.items()):
+            found.extend(self._describe_gpu(index, h))
+        for index, why in sorted(self._left_out.items()):
+            message = f"NVML counts it but cannot read it, so serve leaves it out: {why}"
+            fix = "look for Xid errors in `dmesg` and check `nvidia-smi -i <index>`; a lost GPU needs a reset"
+            found.append(Finding("NVML", f"GPU {index}", Level.FAIL, message, fix))
+        return found
+
+    def _versions(self) -> str:
+        nvml = self._nvml
+        parts = []
+        for label, call in (("NVML", "nvmlSystemGetNVMLVersion"), ("driver", "nvmlSystemGetDriverVersion")):
+            try:
+                parts.append(f"{label} {_text(getattr(nvml, call)())}")
+            except (nvml.NVMLError, AttributeError) as exc:
+                parts.append(f"{label} unknown ({exc})")
+        try:
+            cuda = int(nvml.nvmlSystemGetCudaDriverVersion())
+            parts.append(f"CUDA {cuda // 1000}.{cuda % 1000 // 10}")
+        except (nvml.NVMLError, AttributeError):
+            pass  # informative only
+        return ", ".join(parts)
+
+    @staticmethod
+    def _describe_gpu(index: int, h: _GpuHandles) -> list[Finding]:
+        """One line of what works on the GPU, and one per thing that does not (with the fix)."""
+        gpu, subject = h.gpu, f"GPU {index}"
+        facts = [f"{gpu.model} ({gpu.uuid})", f"MIG {gpu.mig_mode}"]
+        if gpu.mig_enabled:
+            facts.append(_count(len(gpu.instances), "GPU instance"))
+        problems = []
+        if h.gpm:
+            facts.append("GPM")
+        else:
+            problems.append(
+                Finding(
+                    "NVML",
+                    subject,
+                    Level.WARN,
+                    "no GPM (older than Hopper): NVML cannot read activity on this GPU",
+                    "use --source dcgm for activity on this board",
+                )
+            )
+        if gpu.instances and all(i.placement_start is None for i in gpu.instances):
+            message = (
+                "GPU-instance APIs refused (no_permission): profile names derived from the MIG devices, "
+                "placement_start empty"
+            )
+            problems.append(Finding("NVML", subject, Level.WARN, message, PRIVILEGE_FIX))
+        elif gpu.instances:
+            facts.append("GPU-instance APIs permitted")
+        if not h.driver_total:
+            message = (
+                "the driver refuses the whole GPU's memory (no_permission): mig_gpu_memory_total_bytes absent, "
+                "memory used is the instances' sum"
+            )
+            problems.append(Finding("NVML", subject, Level.WARN, message, PRIVILEGE_FIX))
+        return [Finding("NVML", subject, Level.OK, ", ".join(facts)), *problems]
+
     # -- shutdown -----------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -625,6 +776,10 @@ def _derive_profile(attributes: Any, memory: int, board: Board | None, gpu_total
     else:
         slices = _MEMORY_SLICES_BY_COMPUTE.get(compute, compute)
     return f"{compute}g.{math.ceil(gib)}gb{'+me' if media else ''}", -1, slices
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
 
 
 def _ci_profile_name(ci_slices: int, gi_slices: int, gi_profile: str) -> str:

@@ -334,6 +334,9 @@ class _Driver:
     metric_errors: dict[int, int] = field(default_factory=dict)  # GPM metric ID -> nvmlReturn to report
     empty_slot_error: int = NVML_ERROR_NOT_FOUND  # what a MIG handle to an emptied slot raises
     memory_v2: bool = True  # False: a driver without nvmlDeviceGetMemoryInfo_v2
+    memory_total_mib: dict[int, int] = field(
+        default_factory=dict
+    )  # GPU index -> the driver's total (not the catalog's)
     refused: dict[str, int] = field(default_factory=dict)  # function name -> error every call to it returns
     calls: Counter[str] = field(default_factory=Counter)
     waiting: Counter[int] = field(default_factory=Counter)  # GPU index -> calls blocked on its hang now
@@ -534,6 +537,16 @@ def nvmlSystemGetDriverVersion() -> str:
 
 
 @_api
+def nvmlSystemGetNVMLVersion() -> str:
+    return f"12.{driver().simulator.scenario.driver_version}"
+
+
+@_api
+def nvmlSystemGetCudaDriverVersion() -> int:
+    return 12040
+
+
+@_api
 def nvmlDeviceGetCount() -> int:
     return len(driver().simulator.topology().gpus)
 
@@ -645,7 +658,7 @@ def nvmlDeviceGetMemoryInfo(handle: Any, version: Any = None) -> Any:
         g = _topology_gpu(gpu)
         if g.mig_enabled and not d.privileged:
             raise NVMLError(NVML_ERROR_NO_PERMISSION)
-        total, reserved = g.memory_total_bytes, PARENT_RESERVED_BYTES
+        total, reserved = d.memory_total_mib.get(gpu, g.memory_total_bytes // MIB) * MIB, PARENT_RESERVED_BYTES
         used = int(d.simulator.gpu_memory_used(gpu, t))
     free = max(total - reserved - used, 0)
     if not version:

@@ -97,6 +97,12 @@ class SimulatedLibrary:
     def c_nvmlSystemGetDriverVersion(self, buffer: Any, size: Any) -> None:
         self._text(buffer, self.fake.nvmlSystemGetDriverVersion())
 
+    def c_nvmlSystemGetNVMLVersion(self, buffer: Any, size: Any) -> None:
+        self._text(buffer, self.fake.nvmlSystemGetNVMLVersion())
+
+    def c_nvmlSystemGetCudaDriverVersion(self, version: Any) -> None:
+        self._set(version, self.fake.nvmlSystemGetCudaDriverVersion())
+
     def c_nvmlDeviceGetCount_v2(self, count: Any) -> None:
         self._set(count, self.fake.nvmlDeviceGetCount())
 

@@ -1,7 +1,8 @@
-"""DCGM's entities and field values, turned into the model: field numbers, hierarchy mapping, sample assembly.
+"""DCGM's entities and field values, turned into the model: field numbers, value decoding, hierarchy mapping,
+sample assembly.
 
 Pure functions over what the bindings return (ctypes structs read by attribute); the calls
-into DCGM live in exporter.sources.dcgm.
+into DCGM live in exporter.sources.dcgm.source.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from exporter.mig.catalog import BOARDS, Board
@@ -48,12 +50,71 @@ GPU_ONLY_FIELDS: dict[int, Field] = {FI_POWER: Field.POWER, FI_GPU_TEMP: Field.T
 GPU_FIELDS: list[int] = [*GPU_ONLY_FIELDS, *MEMORY_FIELDS]
 
 
+# Per-value statuses that mean the entity itself is gone (a re-partition), not that its value is missing.
+GONE = frozenset({"instance_not_found", "compute_instance_not_found"})
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One field value: the number, or why there is none."""
+    """One field value (a number, or text for string fields), or why there is none."""
 
-    value: float | None
+    value: float | str | None
     reason: str = ""
+
+    @property
+    def number(self) -> float | None:
+        """The value when it is a number."""
+        return self.value if isinstance(self.value, float | int) else None
+
+
+class ValueDecoder:
+    """Decodes DCGM field values, in one place: per-value statuses, field types and blank sentinels.
+
+    Built from the bindings' own modules (dcgm_structs, dcgm_fields, dcgmvalue), so it follows their
+    constants. A value with a bad status reads as that status (`not_supported`, `no_data`, ...); a blank
+    sentinel as what it stands for (`no_data`, `not_found`, `not_supported`, `no_permission`).
+    """
+
+    def __init__(self, structs: ModuleType, fields: ModuleType, blanks: ModuleType) -> None:
+        self._ok = structs.DCGM_ST_OK
+        self._names = {
+            value: name.removeprefix("DCGM_ST_").lower()
+            for name, value in vars(structs).items()
+            if name.startswith("DCGM_ST_") and isinstance(value, int)
+        }
+        self._double, self._int64, self._string = fields.DCGM_FT_DOUBLE, fields.DCGM_FT_INT64, fields.DCGM_FT_STRING
+        self._b = blanks
+        self._text_blanks = {
+            blanks.DCGM_STR_BLANK: "no_data",
+            blanks.DCGM_STR_NOT_FOUND: "not_found",
+            blanks.DCGM_STR_NOT_SUPPORTED: "not_supported",
+            blanks.DCGM_STR_NOT_PERMISSIONED: "no_permission",
+        }
+
+    def status(self, code: int) -> str:
+        """The reason token of a DCGM_ST_* code (`profiling_not_supported`, `gpu_is_lost`, ...)."""
+        return self._names.get(code, f"status_{code}")
+
+    def decode(self, fv: Any) -> Reading:
+        """One dcgmFieldValue_v1/v2."""
+        status = int(fv.status)
+        if status != self._ok:
+            return Reading(None, self.status(status))
+        kind = chr(int(fv.fieldType))
+        if kind == self._string:
+            text = str(fv.value.str)
+            if self._b.DCGM_STR_IS_BLANK(text):
+                return Reading(None, self._text_blanks.get(text, "no_data"))
+            return Reading(text)
+        if kind == self._double:
+            number, blank = float(fv.value.dbl), self._b.DCGM_FP64_BLANK
+            is_blank = self._b.DCGM_FP64_IS_BLANK(number)
+        elif kind == self._int64:
+            integer = int(fv.value.i64)
+            number, blank, is_blank = float(integer), self._b.DCGM_INT64_BLANK, self._b.DCGM_INT64_IS_BLANK(integer)
+        else:
+            return Reading(None, f"unexpected_type_{kind}")
+        return Reading(None, blank_reason(number - blank)) if is_blank else Reading(number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,19 +227,20 @@ class Assembler:
 
     def take(self, entity: Entity, where: tuple[int, int], field_id: int, fld: Field, scale: float = 1.0) -> None:
         reading = self.readings.get((*where, field_id), Reading(None, "no_data"))
-        if reading.value is None:
-            self.reasons.setdefault(fld, Counter())[reading.reason] += 1
+        number = reading.number
+        if number is None:
+            self.reasons.setdefault(fld, Counter())[reading.reason or "unexpected_text"] += 1
         else:
-            self.values.setdefault(entity, {})[fld] = reading.value * scale
+            self.values.setdefault(entity, {})[fld] = number * scale
 
     def memory(self, entity: Entity, where: tuple[int, int]) -> None:
         """Total and used memory; used falls back to total minus free when only FB_USED is blank."""
         self.take(entity, where, FI_FB_TOTAL, Field.MEMORY_TOTAL, MIB)
-        used = self.readings.get((*where, FI_FB_USED))
-        free = self.readings.get((*where, FI_FB_FREE))
+        used = self.readings.get((*where, FI_FB_USED), Reading(None)).number
+        free = self.readings.get((*where, FI_FB_FREE), Reading(None)).number
         total = self.values.get(entity, {}).get(Field.MEMORY_TOTAL)
-        if (used is None or used.value is None) and free is not None and free.value is not None and total is not None:
-            self.values[entity][Field.MEMORY_USED] = total - free.value * MIB
+        if used is None and free is not None and total is not None:
+            self.values[entity][Field.MEMORY_USED] = total - free * MIB
         else:
             self.take(entity, where, FI_FB_USED, Field.MEMORY_USED, MIB)
 

@@ -16,9 +16,11 @@ watches. Every blocking call runs in a thread.
 from __future__ import annotations
 
 import importlib
+import inspect
 import itertools
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -37,13 +39,15 @@ from exporter.model import (
     GpuSample,
     Topology,
 )
-from exporter.sources.base import GpuError, SourceUnavailableError, TopologyChangedError
+from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.dcgm.mapping import (
     FE_GPU,
     FE_GPU_CI,
     FE_GPU_I,
+    FI_FB_TOTAL,
     FI_NVML_INDEX,
     FI_UUID,
+    GONE,
     GPU_FIELDS,
     INSTANCE_FIELDS,
     MEMORY_FIELDS,
@@ -51,7 +55,7 @@ from exporter.sources.dcgm.mapping import (
     Assembler,
     GpuEntities,
     Reading,
-    blank_reason,
+    ValueDecoder,
     gpu_instance,
     hierarchy_signatures,
     profiled_entities,
@@ -67,6 +71,12 @@ DEFAULT_BINDING_DIRS: tuple[str, ...] = (
     "/usr/local/dcgm/bindings/python3",
 )
 EMBEDDED = "embedded"
+
+PROFILING_FIX = (
+    "DCGM's profiling module must load in nv-hostengine: run it as root (check `dcgmi modules -l` and "
+    "`dcgmi profile -l`); on Hopper, --source nvml reads activity through GPM instead"
+)
+LOST_FIX = "look for Xid 79 (fallen off the bus) in `dmesg`: the GPU needs a reset or a reboot"
 
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -129,23 +139,52 @@ def open_dcgm(bindings_dir: str | None, host: str, interval: float) -> DcgmSourc
     return source
 
 
+def library_file(structs: ModuleType) -> str:
+    """The libdcgm file the bindings load: libdcgm.so.4 for DCGM 4's, libdcgm.so.3 for DCGM 3's."""
+    try:
+        text = inspect.getsource(structs)
+    except (OSError, TypeError):  # bindings installed without their .py source
+        return "libdcgm.so"
+    found = re.search(r"libdcgm\.so\.\d+", text)
+    return found.group(0) if found else "libdcgm.so"
+
+
 @dataclass(slots=True)
-class _Watches:
-    """Groups and field groups created on one connection."""
+class _GpuWatch:
+    """One GPU's groups and watches on one connection, and why they do not work when they do not.
+
+    A GPU fails alone: its groups, watches and retries are its own, so a lost GPU never takes the
+    others' watches with it.
+    """
+
+    mapped: GpuEntities
+    groups: list[Any] = field(default_factory=list)
+    watched: list[tuple[Any, Any]] = field(default_factory=list)
+    profiling_reason: str = ""  # non-empty when profiling fields could not be watched on it
+    failure: GpuError | None = None  # set while it cannot be read; sampling raises it until a retry works
+    listed: bool = True  # False for a GPU DCGM stopped listing, kept with its last layout
+    retry_at: float = 0.0
+    backoff: float = RECONNECT_MIN_S
+    memory_seen: bool = False  # its framebuffer total has been read on this watch (a later blank means trouble)
+
+
+@dataclass(slots=True)
+class _Connection:
+    """What the source created on one host-engine connection: shared field groups and each GPU's watches."""
 
     handle: Any
-    groups: list[Any] = field(default_factory=list)
-    field_groups: list[Any] = field(default_factory=list)
-    watched: list[tuple[Any, Any]] = field(default_factory=list)
+    field_groups: dict[str, Any] = field(default_factory=dict)
+    gpus: dict[int, _GpuWatch] = field(default_factory=dict)  # by NVML index
 
 
 @dataclass(frozen=True, slots=True)
-class _State:
-    """What sampling needs from the last discovery on the current connection."""
+class _Listing:
+    """The GPUs DCGM supports now and each one's hierarchy, read at most once per half interval for all GPUs."""
 
+    at: float
     handle: Any
-    gpus: Mapping[int, GpuEntities]  # by NVML index
-    profiling_reason: str  # non-empty when profiling fields could not be watched
+    supported: frozenset[int]
+    signatures: Mapping[int, tuple[tuple[int, ...], ...]]
 
 
 class DcgmSource:
@@ -166,18 +205,15 @@ class DcgmSource:
         self.interval = interval
         self._lock = threading.RLock()
         self._handle: Any = None
-        self._watches: _Watches | None = None
-        self._state: _State | None = None
+        self._conn: _Connection | None = None
         self._retry_at = 0.0
         self._backoff = RECONNECT_MIN_S
         self._names = itertools.count(1)
-        self._hierarchy_lock = threading.Lock()
-        self._hierarchy_cache: tuple[float, Any, dict[int, tuple[tuple[int, ...], ...]]] | None = None
-        self._status_names = {
-            value: name.removeprefix("DCGM_ST_").lower()
-            for name, value in vars(bindings.structs).items()
-            if name.startswith("DCGM_ST_") and isinstance(value, int)
-        }
+        self._listing_lock = threading.Lock()
+        self._listing_cache: _Listing | None = None
+        self._known: dict[int, tuple[Gpu, int]] = {}  # NVML index -> last GPU discovered and its DCGM ID
+        self._indexes: dict[int, int] = {}  # DCGM GPU ID -> NVML index, as last read
+        self.decoder = ValueDecoder(bindings.structs, bindings.fields, bindings.value)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -188,9 +224,10 @@ class DcgmSource:
             structs._dcgmInit()
             self._b.agent.dcgmInit()
         except structs.DCGMError as exc:
+            library = library_file(structs)
             raise SourceUnavailableError(
-                f"DCGM library libdcgm.so.4 could not be loaded ({exc}; bindings at {self._b.path}): install "
-                "datacenter-gpu-manager-4-core or add its directory to LD_LIBRARY_PATH"
+                f"DCGM library {library} could not be loaded ({exc}; bindings at {self._b.path}): install "
+                f"the DCGM package these bindings belong to or add the directory of {library} to LD_LIBRARY_PATH"
             ) from None
         try:
             with self._lock:
@@ -243,8 +280,7 @@ class DcgmSource:
                 log.warning("lost the DCGM host engine at %s: %s; reconnecting", self.host, exc)
                 self._disconnect(handle)
                 self._handle = None
-                self._watches = None
-                self._state = None
+                self._conn = None
                 self._retry_at = 0.0
         return GpuError(f"DCGM host engine connection lost: {exc}", reason="connection_lost")
 
@@ -258,9 +294,6 @@ class DcgmSource:
         except self._b.structs.DCGMError as exc:
             log.debug("disconnect: %s", exc)
 
-    def _status(self, code: int) -> str:
-        return self._status_names.get(code, f"status_{code}")
-
     def _error(self, handle: Any, exc: Any) -> GpuError:
         """The sampler-facing error for a DCGMError raised by a call on `handle`."""
         structs = self._b.structs
@@ -268,7 +301,7 @@ class DcgmSource:
             return self._lost(handle, exc)
         if exc.value in (structs.DCGM_ST_INSTANCE_NOT_FOUND, structs.DCGM_ST_COMPUTE_INSTANCE_NOT_FOUND):
             return TopologyChangedError(f"a MIG instance disappeared: {exc}")
-        return GpuError(str(exc), reason=self._status(exc.value))
+        return GpuError(str(exc), reason=self.decoder.status(exc.value))
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -279,16 +312,46 @@ class DcgmSource:
         with self._lock:
             handle = self._connected()
             try:
-                topology, gpus = self._read_topology(handle)
-                profiling_reason = self._watch(handle, gpus)
+                return self._discover_on(handle)
             except self._b.structs.DCGMError as exc:
                 raise self._error(handle, exc) from None
-            self._state = _State(handle=handle, gpus=gpus, profiling_reason=profiling_reason)
-            with self._hierarchy_lock:
-                self._hierarchy_cache = None
-            return topology
 
-    def _read_topology(self, handle: Any) -> tuple[Topology, dict[int, GpuEntities]]:
+    def _discover_on(self, handle: Any) -> Topology:
+        """Read the node and (re)create the watches of every GPU whose entities changed or that failed."""
+        conn = self._conn
+        if conn is None or conn.handle is not handle:
+            conn = self._conn = _Connection(handle)
+        gpus, mapping = self._read_topology(handle)
+        built = False
+        for index, mapped in mapping.items():
+            watch = conn.gpus.get(index)
+            if watch is not None and watch.mapped == mapped and watch.failure is None:
+                continue  # unchanged and working: keep its watches and values
+            if watch is not None:
+                self._drop(conn, watch)
+            conn.gpus[index] = watch = _GpuWatch(mapped)
+            built |= self._build(conn, watch)
+        for index in [i for i in conn.gpus if i not in mapping]:
+            self._drop(conn, conn.gpus.pop(index))
+        for index, (gpu, gpu_id) in self._known.items():
+            if index not in gpus:
+                # DCGM stopped listing a GPU it had (lost, or its status is not OK): keep its last layout, so its
+                # series stay and are marked stale, and report it each cycle until DCGM lists it again.
+                gpus[index] = gpu
+                mapping[index] = GpuEntities(gpu_id, gpu.mig_enabled, {}, {}, ())
+                failure = GpuError(
+                    f"GPU {index}: DCGM no longer lists it as supported (lost, or its status is not OK)", "gpu_is_lost"
+                )
+                conn.gpus[index] = _GpuWatch(mapping[index], failure=failure, listed=False)
+        if built:
+            self._b.agent.dcgmUpdateAllFields(handle, 1)  # values exist only after a watch and an update
+        self._known = {index: (gpus[index], mapping[index].gpu_id) for index in gpus}
+        with self._listing_lock:
+            self._listing_cache = None
+        return Topology(tuple(gpus[i] for i in sorted(gpus)))
+
+    def _read_topology(self, handle: Any) -> tuple[dict[int, Gpu], dict[int, GpuEntities]]:
+        """Every GPU DCGM lists, by NVML index; a GPU whose attributes cannot be read is left out (and logged)."""
         agent = self._b.agent
         gpu_ids = [int(g) for g in agent.dcgmGetAllSupportedDevices(handle)]
         hierarchy = agent.dcgmGetGpuInstanceHierarchy(handle)
@@ -300,18 +363,21 @@ class DcgmSource:
             [(FE_GPU, g) for g in gpu_ids] + [(FE_GPU_CI, int(e.entity.entityId)) for e in ci_entries],
             [FI_NVML_INDEX, FI_UUID],
         )
-        gpus: list[Gpu] = []
+        gpus: dict[int, Gpu] = {}
         mapping: dict[int, GpuEntities] = {}
         signatures = hierarchy_signatures(entries)
         for gpu_id in gpu_ids:
-            attrs = agent.dcgmGetDeviceAttributes(handle, gpu_id)
-            nvml_index = live.get((FE_GPU, gpu_id, FI_NVML_INDEX))
-            index = int(nvml_index) if isinstance(nvml_index, int) else gpu_id
+            try:
+                attrs = agent.dcgmGetDeviceAttributes(handle, gpu_id)
+            except self._b.structs.DCGMError as exc:
+                if exc.value == self._b.structs.DCGM_ST_CONNECTION_NOT_VALID:
+                    raise
+                log.warning("DCGM could not read GPU %d's attributes, leaving it out: %s", gpu_id, exc)
+                continue
+            mine = [e for e in gi_entries if int(e.parent.entityId) == gpu_id]
+            index = self._nvml_index(gpu_id, live.get((FE_GPU, gpu_id, FI_NVML_INDEX)), mine)
             model = str(attrs.identifiers.deviceName)
             board = board_for_model(model)
-            mine = [e for e in gi_entries if int(e.parent.entityId) == gpu_id]
-            if mine:
-                index = int(mine[0].info.nvmlGpuIndex)
             instances: list[GpuInstance] = []
             gis: dict[int, int] = {}
             cis: dict[tuple[int, int], int] = {}
@@ -328,24 +394,31 @@ class DcgmSource:
                 for child in children:
                     cis[(inst.gi, int(child.info.nvmlComputeInstanceId))] = int(child.entity.entityId)
             mig_enabled = bool(int(attrs.settings.migModeEnabled)) or bool(mine)
-            gpus.append(
-                Gpu(
-                    index=index,
-                    uuid=str(attrs.identifiers.uuid),
-                    model=model,
-                    board=board.key if board else None,
-                    driver_version=str(attrs.identifiers.driverVersion),
-                    mig_enabled=mig_enabled,
-                    memory_total_bytes=int(attrs.memoryUsage.fbTotal) * MIB,
-                    instances=tuple(sorted(instances, key=lambda i: i.gi)),
-                )
+            gpus[index] = Gpu(
+                index=index,
+                uuid=str(attrs.identifiers.uuid),
+                model=model,
+                board=board.key if board else None,
+                driver_version=str(attrs.identifiers.driverVersion),
+                mig_enabled=mig_enabled,
+                memory_total_bytes=int(attrs.memoryUsage.fbTotal) * MIB,
+                instances=tuple(sorted(instances, key=lambda i: i.gi)),
             )
             mapping[index] = GpuEntities(gpu_id, mig_enabled, gis, cis, signatures.get(gpu_id, ()))
-        return Topology(tuple(sorted(gpus, key=lambda g: g.index))), mapping
+            self._indexes[gpu_id] = index
+        return gpus, mapping
+
+    def _nvml_index(self, gpu_id: int, field_52: object, gi_entries: Sequence[Any]) -> int:
+        """NVML's index of DCGM GPU `gpu_id`: DCGM's field 52, else the hierarchy's, else as last read, else the ID."""
+        if isinstance(field_52, float):
+            return int(field_52)
+        if gi_entries:
+            return int(gi_entries[0].info.nvmlGpuIndex)
+        return self._indexes.get(gpu_id, gpu_id)
 
     def _live_values(
         self, handle: Any, entities: Sequence[tuple[int, int]], field_ids: Sequence[int]
-    ) -> dict[tuple[int, int, int], int | float | str]:
+    ) -> dict[tuple[int, int, int], float | str]:
         """Identity fields read straight from the driver (no watch needed); blanks are left out."""
         if not entities:
             return {}
@@ -360,20 +433,11 @@ class DcgmSource:
             # Identity extras only: fall back to DCGM GPU IDs as indexes and no MIG device UUIDs.
             log.warning("DCGM could not read NVML indexes and MIG device UUIDs: %s", exc)
             return {}
-        out: dict[tuple[int, int, int], int | float | str] = {}
+        out: dict[tuple[int, int, int], float | str] = {}
         for fv in values:
-            key = (int(fv.entityGroupId), int(fv.entityId), int(fv.fieldId))
-            if int(fv.status) != self._b.structs.DCGM_ST_OK:
-                continue
-            kind = chr(int(fv.fieldType))
-            if kind == self._b.fields.DCGM_FT_STRING:
-                text = str(fv.value.str)
-                if not self._b.value.DCGM_STR_IS_BLANK(text):
-                    out[key] = text
-            elif kind == self._b.fields.DCGM_FT_INT64:
-                number = int(fv.value.i64)
-                if not self._b.value.DCGM_INT64_IS_BLANK(number):
-                    out[key] = number
+            reading = self.decoder.decode(fv)
+            if reading.value is not None:
+                out[(int(fv.entityGroupId), int(fv.entityId), int(fv.fieldId))] = reading.value
         return out
 
     def _pairs(self, entities: Iterable[tuple[int, int]]) -> list[Any]:
@@ -387,80 +451,111 @@ class DcgmSource:
 
     # -- watches ----------------------------------------------------------------------------
 
-    def _watch(self, handle: Any, gpus: Mapping[int, GpuEntities]) -> str:
-        """(Re)create the groups and field groups and watch them; return why profiling is off, if it is."""
-        agent, structs = self._b.agent, self._b.structs
-        self._drop_watches()
-        watches = self._watches = _Watches(handle)
-        gpu_entities = [(FE_GPU, g.gpu_id) for g in gpus.values()]
-        if not gpu_entities:
-            return ""
-        update_us = max(int(self.interval * 1_000_000), 1000)
-        keep_age = max(10.0, 4 * self.interval)
-        gpu_group = self._group(handle, "gpus", gpu_entities)
-        gpu_fields = self._field_group(handle, "gpu-fields", GPU_FIELDS)
-        agent.dcgmWatchFields(handle, gpu_group, gpu_fields, update_us, keep_age, 0)
-        watches.watched.append((gpu_group, gpu_fields))
-        profiled = [e for g in gpus.values() for e in profiled_entities(g)]
-        if not profiled:
-            return ""
-        group = self._group(handle, "entities", profiled)
-        instance_fields = self._field_group(handle, "instance-fields", INSTANCE_FIELDS)
-        profiling_reason = ""
+    def _build(self, conn: _Connection, watch: _GpuWatch) -> bool:
+        """Create one GPU's groups and watches; on a DCGM error record it on the GPU alone. True when built."""
+        structs, mapped = self._b.structs, watch.mapped
         try:
-            agent.dcgmWatchFields(handle, group, instance_fields, update_us, keep_age, 0)
-            watches.watched.append((group, instance_fields))
+            gpu_group = self._group(conn, watch, "gpu", [(FE_GPU, mapped.gpu_id)])
+            self._watch(conn, watch, gpu_group, "gpu", GPU_FIELDS)
+            profiled = profiled_entities(mapped)
+            if profiled:
+                group = gpu_group if not mapped.mig_enabled else self._group(conn, watch, "instances", profiled)
+                try:
+                    self._watch(conn, watch, group, "instance", INSTANCE_FIELDS)
+                except structs.DCGMError as exc:
+                    if exc.value not in self._profiling_refusals():
+                        raise
+                    watch.profiling_reason = self.decoder.status(exc.value)
+                    log.warning(
+                        "DCGM profiling fields cannot be watched on GPU %d (%s); reporting memory, power and "
+                        "temperature",
+                        self._indexes.get(mapped.gpu_id, mapped.gpu_id),
+                        exc,
+                    )
+                    self._watch(conn, watch, group, "memory", MEMORY_FIELDS)
         except structs.DCGMError as exc:
-            if exc.value not in (
-                structs.DCGM_ST_PROFILING_NOT_SUPPORTED,
-                structs.DCGM_ST_MODULE_NOT_LOADED,
-                structs.DCGM_ST_NOT_SUPPORTED,
-                structs.DCGM_ST_PROFILING_LIBRARY_ERROR,
-                structs.DCGM_ST_PROFILING_MULTI_PASS,
-                structs.DCGM_ST_REQUIRES_ROOT,
-            ):
+            if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
                 raise
-            profiling_reason = self._status(exc.value)
-            log.warning("DCGM profiling fields cannot be watched (%s); reporting memory, power and temperature", exc)
-            memory_fields = self._field_group(handle, "memory-fields", MEMORY_FIELDS)
-            agent.dcgmWatchFields(handle, group, memory_fields, update_us, keep_age, 0)
-            watches.watched.append((group, memory_fields))
-        agent.dcgmUpdateAllFields(handle, 1)  # values exist only after a watch and an update
-        return profiling_reason
+            index = self._indexes.get(mapped.gpu_id, mapped.gpu_id)
+            self._drop(conn, watch)
+            self._fail(watch, GpuError(f"GPU {index}: DCGM cannot watch it: {exc}", self.decoder.status(exc.value)))
+            log.warning("%s; the other GPUs are not affected, retrying in %.0fs", watch.failure, watch.backoff)
+            return False
+        watch.failure = None
+        watch.backoff = RECONNECT_MIN_S
+        return True
+
+    def _profiling_refusals(self) -> tuple[int, ...]:
+        """Statuses that mean the profiling fields cannot be watched here, while memory and power still can."""
+        structs = self._b.structs
+        return (
+            structs.DCGM_ST_PROFILING_NOT_SUPPORTED,
+            structs.DCGM_ST_MODULE_NOT_LOADED,
+            structs.DCGM_ST_NOT_SUPPORTED,
+            structs.DCGM_ST_PROFILING_LIBRARY_ERROR,
+            structs.DCGM_ST_PROFILING_MULTI_PASS,
+            structs.DCGM_ST_REQUIRES_ROOT,
+        )
+
+    def _fail(self, watch: _GpuWatch, failure: GpuError) -> GpuError:
+        """Mark a GPU failing (and return why); its next rebuild is due after a backoff doubling up to 30 s."""
+        watch.failure = failure
+        watch.retry_at = self._monotonic() + watch.backoff
+        watch.backoff = min(watch.backoff * 2, RECONNECT_MAX_S)
+        return failure
 
     def _unique(self, what: str) -> str:
-        # Field-group names must be unique on the engine, which other clients share.
+        # Group and field-group names must be unique on the engine, which other clients share.
         return f"mig-exporter-{os.getpid()}-{next(self._names)}-{what}"
 
-    def _group(self, handle: Any, what: str, entities: Iterable[tuple[int, int]]) -> Any:
-        assert self._watches is not None
+    def _group(self, conn: _Connection, watch: _GpuWatch, what: str, entities: Iterable[tuple[int, int]]) -> Any:
         agent = self._b.agent
-        group = agent.dcgmGroupCreate(handle, self._b.structs.DCGM_GROUP_EMPTY, self._unique(what))
-        self._watches.groups.append(group)
+        group = agent.dcgmGroupCreate(conn.handle, self._b.structs.DCGM_GROUP_EMPTY, self._unique(what))
+        watch.groups.append(group)
         for entity_group, entity_id in entities:
-            agent.dcgmGroupAddEntity(handle, group, entity_group, entity_id)
+            agent.dcgmGroupAddEntity(conn.handle, group, entity_group, entity_id)
         return group
 
-    def _field_group(self, handle: Any, what: str, field_ids: Sequence[int]) -> Any:
-        assert self._watches is not None
-        group = self._b.agent.dcgmFieldGroupCreate(handle, list(field_ids), self._unique(what))
-        self._watches.field_groups.append(group)
-        return group
+    def _watch(self, conn: _Connection, watch: _GpuWatch, group: Any, kind: str, field_ids: Sequence[int]) -> None:
+        """Watch `field_ids` on `group` at the sampling interval (the field group of each kind is shared)."""
+        field_group = conn.field_groups.get(kind)
+        if field_group is None:
+            field_group = conn.field_groups[kind] = self._b.agent.dcgmFieldGroupCreate(
+                conn.handle, list(field_ids), self._unique(f"{kind}-fields")
+            )
+        update_us = max(int(self.interval * 1_000_000), 1000)
+        keep_age = max(10.0, 4 * self.interval)
+        self._b.agent.dcgmWatchFields(conn.handle, group, field_group, update_us, keep_age, 0)
+        watch.watched.append((group, field_group))
 
-    def _drop_watches(self) -> None:
-        """Remove what the previous discovery created, when its connection is still the current one."""
-        watches, self._watches = self._watches, None
-        if watches is None or watches.handle is not self._handle:
+    def _drop(self, conn: _Connection, watch: _GpuWatch) -> None:
+        """Remove one GPU's watches and groups, when their connection is still the current one."""
+        watched, groups = watch.watched, watch.groups
+        watch.watched, watch.groups = [], []
+        if conn.handle is not self._handle:
             return
         agent, error = self._b.agent, self._b.structs.DCGMError
-        calls: list[tuple[Any, tuple[Any, ...]]] = [(agent.dcgmUnwatchFields, pair) for pair in watches.watched]
-        calls += [(agent.dcgmFieldGroupDestroy, (fg,)) for fg in watches.field_groups]
-        calls += [(agent.dcgmGroupDestroy, (group,)) for group in watches.groups]
+        calls: list[tuple[Any, tuple[Any, ...]]] = [(agent.dcgmUnwatchFields, pair) for pair in watched]
+        calls += [(agent.dcgmGroupDestroy, (group,)) for group in groups]
         for call, args in calls:
             try:
-                call(watches.handle, *args)
+                call(conn.handle, *args)
             except error as exc:
                 log.debug("cleaning up DCGM watches: %s", exc)
+
+    def _drop_all(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        for watch in conn.gpus.values():
+            self._drop(conn, watch)
+        if conn.handle is not self._handle:
+            return
+        for field_group in conn.field_groups.values():
+            try:
+                self._b.agent.dcgmFieldGroupDestroy(conn.handle, field_group)
+            except self._b.structs.DCGMError as exc:
+                log.debug("cleaning up DCGM field groups: %s", exc)
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -470,79 +565,164 @@ class DcgmSource:
     def _sample(self, gpu: Gpu) -> GpuSample:
         with self._lock:
             handle = self._connected()
-            state = self._state
-        if state is None or state.handle is not handle:
+            conn = self._conn
+        if conn is None or conn.handle is not handle:
             raise TopologyChangedError("DCGM watches must be re-created on the new host-engine connection")
-        mapped = state.gpus.get(gpu.index)
-        if mapped is None:
+        watch = conn.gpus.get(gpu.index)
+        if watch is None:
             raise TopologyChangedError(f"GPU {gpu.index} is no longer known to DCGM")
         agent = self._b.agent
         try:
-            if self._hierarchy(handle).get(mapped.gpu_id, ()) != mapped.signature:
+            listing = self._listing(handle)
+            if watch.failure is not None:
+                self._retry(conn, watch, watch.failure, listing)
+            mapped = watch.mapped
+            if mapped.gpu_id not in listing.supported:
+                raise self._fail(
+                    watch, GpuError(f"GPU {gpu.index}: DCGM no longer lists it as supported", "gpu_is_lost")
+                )
+            if listing.signatures.get(mapped.gpu_id, ()) != mapped.signature:
                 raise TopologyChangedError(f"GPU {gpu.index} was re-partitioned")
             gpu_values = agent.dcgmEntitiesGetLatestValues(
                 handle, self._pairs([(FE_GPU, mapped.gpu_id)]), GPU_FIELDS, 0
             )
             profiled = profiled_entities(mapped)
-            fields = list(MEMORY_FIELDS) if state.profiling_reason else list(INSTANCE_FIELDS)
+            fields = list(MEMORY_FIELDS) if watch.profiling_reason else list(INSTANCE_FIELDS)
             values = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(profiled), fields, 0) if profiled else []
         except self._b.structs.DCGMError as exc:
             raise self._error(handle, exc) from None
         readings = self._readings([*gpu_values, *values])
-        return Assembler(readings, state.profiling_reason).sample(gpu, mapped)
+        self._check_answering(gpu.index, watch, readings.get((FE_GPU, mapped.gpu_id, FI_FB_TOTAL)))
+        return Assembler(readings, watch.profiling_reason).sample(gpu, mapped)
 
-    def _hierarchy(self, handle: Any) -> dict[int, tuple[tuple[int, ...], ...]]:
-        """Hierarchy signatures by DCGM GPU ID, read at most once per half interval for all GPUs."""
-        with self._hierarchy_lock:
+    def _retry(self, conn: _Connection, watch: _GpuWatch, failure: GpuError, listing: _Listing) -> None:
+        """Rebuild a failing GPU's watches when its backoff is over; raise its failure while it still fails."""
+        if self._monotonic() < watch.retry_at:
+            raise failure
+        if watch.mapped.gpu_id not in listing.supported:
+            raise self._fail(watch, failure)
+        if not watch.listed or listing.signatures.get(watch.mapped.gpu_id, ()) != watch.mapped.signature:
+            raise TopologyChangedError(f"{failure}, and DCGM lists it again: discovering it anew")
+        with self._lock:
+            if conn is not self._conn:
+                raise TopologyChangedError("DCGM watches must be re-created on the new host-engine connection")
+            self._drop(conn, watch)
+            if not self._build(conn, watch):
+                raise watch.failure or failure  # _build recorded why the rebuild failed
+            self._b.agent.dcgmUpdateAllFields(conn.handle, 1)
+        log.info("GPU watches re-created after: %s", failure)
+
+    def _check_answering(self, index: int, watch: _GpuWatch, total: Reading | None) -> None:
+        """Raise when a GPU whose framebuffer total was read before now reads blank: it stopped answering.
+
+        DCGM writes blanks (status OK) for every field of a GPU it cannot reach, so this is how a GPU lost
+        after its watches were set up shows, while DCGM may still list it.
+        """
+        if total is not None and total.number is not None:
+            watch.memory_seen = True
+            return
+        if watch.memory_seen and total is not None and total.reason == "no_data":
+            watch.memory_seen = False
+            message = f"GPU {index}: DCGM returns only blank values for it (lost, or not answering)"
+            raise self._fail(watch, GpuError(message, "no_data"))
+
+    def _listing(self, handle: Any) -> _Listing:
+        """The supported GPUs and hierarchy signatures, read at most once per half interval for all GPUs."""
+        with self._listing_lock:
             now = self._monotonic()
-            cached = self._hierarchy_cache
-            if cached is not None and cached[1] is handle and now - cached[0] < self.interval / 2:
-                return cached[2]
-            hierarchy = self._b.agent.dcgmGetGpuInstanceHierarchy(handle)
+            cached = self._listing_cache
+            if cached is not None and cached.handle is handle and now - cached.at < self.interval / 2:
+                return cached
+            agent = self._b.agent
+            supported = frozenset(int(g) for g in agent.dcgmGetAllSupportedDevices(handle))
+            hierarchy = agent.dcgmGetGpuInstanceHierarchy(handle)
             signatures = hierarchy_signatures(hierarchy.entityList[i] for i in range(int(hierarchy.count)))
-            self._hierarchy_cache = (now, handle, signatures)
-            return signatures
+            self._listing_cache = _Listing(now, handle, supported, signatures)
+            return self._listing_cache
 
     def _readings(self, values: Iterable[Any]) -> dict[tuple[int, int, int], Reading]:
         """Field values by (entity group, entity ID, field ID); blanks and bad statuses carry a reason."""
-        structs, fields, blank = self._b.structs, self._b.fields, self._b.value
         out: dict[tuple[int, int, int], Reading] = {}
         for fv in values:
             key = (int(fv.entityGroupId), int(fv.entityId), int(fv.fieldId))
-            status = int(fv.status)
-            if status in (structs.DCGM_ST_INSTANCE_NOT_FOUND, structs.DCGM_ST_COMPUTE_INSTANCE_NOT_FOUND):
+            reading = self.decoder.decode(fv)
+            if reading.reason in GONE:
                 raise TopologyChangedError(f"DCGM entity {key[1]} no longer exists")
-            if status != structs.DCGM_ST_OK:
-                out[key] = Reading(None, self._status(status))
-                continue
-            kind = chr(int(fv.fieldType))
-            if kind == fields.DCGM_FT_DOUBLE:
-                number: float = float(fv.value.dbl)
-                if blank.DCGM_FP64_IS_BLANK(number):
-                    out[key] = Reading(None, blank_reason(number - blank.DCGM_FP64_BLANK))
-                    continue
-            elif kind == fields.DCGM_FT_INT64:
-                integer = int(fv.value.i64)
-                if blank.DCGM_INT64_IS_BLANK(integer):
-                    out[key] = Reading(None, blank_reason(integer - blank.DCGM_INT64_BLANK))
-                    continue
-                number = float(integer)
-            else:
-                out[key] = Reading(None, f"unexpected_type_{kind}")
-                continue
-            out[key] = Reading(number)
+            out[key] = reading
         return out
+
+    # -- doctor -------------------------------------------------------------------------------
+
+    async def describe(self) -> list[Finding]:
+        """Bindings, library version, host engine, profiling module, and each discovered GPU's watches."""
+        return await in_driver_thread(self._describe)
+
+    def _describe(self) -> list[Finding]:
+        agent, structs = self._b.agent, self._b.structs
+        found = [Finding("DCGM", "bindings", Level.OK, f"{self._b.path} (they load {library_file(structs)})")]
+        try:
+            build = str(agent.dcgmVersionInfo().rawBuildInfoString)
+            version = dict(kv.split(":", 1) for kv in build.split(";") if ":" in kv).get("version", build)
+            found.append(Finding("DCGM", "library", Level.OK, f"libdcgm {version}"))
+        except (structs.DCGMError, AttributeError) as exc:
+            found.append(Finding("DCGM", "library", Level.INFO, f"version unknown ({exc})"))
+        with self._lock:
+            handle, conn = self._handle, self._conn
+        where = "an embedded host engine" if self.host == EMBEDDED else f"the host engine at {self.host}"
+        if handle is None:
+            fix = "start nv-hostengine, or point --dcgm-host at it"
+            return [*found, Finding("DCGM", "host engine", Level.FAIL, f"not connected to {where}", fix)]
+        found.append(Finding("DCGM", "host engine", Level.OK, f"connected to {where}"))
+        try:
+            found.append(self._profiling_module(handle))
+            listed = {int(g) for g in agent.dcgmGetAllSupportedDevices(handle)}
+            for gpu_id in sorted({int(g) for g in agent.dcgmGetAllDevices(handle)} - listed):
+                message = f"DCGM knows GPU ID {gpu_id} but does not list it as supported (lost, or not supported)"
+                found.append(Finding("DCGM", f"GPU ID {gpu_id}", Level.WARN, message, LOST_FIX))
+        except structs.DCGMError as exc:
+            found.append(Finding("DCGM", "host engine", Level.WARN, f"could not list modules and GPUs: {exc}"))
+        for index, watch in sorted(conn.gpus.items()) if conn is not None else ():
+            found.append(self._describe_watch(index, watch))
+        return found
+
+    def _profiling_module(self, handle: Any) -> Finding:
+        structs = self._b.structs
+        names = {
+            value: re.sub(r"(?<!^)(?=[A-Z])", " ", name.removeprefix("DcgmModuleStatus")).lower()
+            for name, value in vars(structs).items()
+            if name.startswith("DcgmModuleStatus") and isinstance(value, int)
+        }
+        statuses = self._b.agent.dcgmModuleGetStatuses(handle)
+        for i in range(int(statuses.numStatuses)):
+            entry = statuses.statuses[i]
+            if int(entry.id) == structs.DcgmModuleIdProfiling:
+                status = int(entry.status)
+                name = names.get(status, f"status {status}")
+                if status == structs.DcgmModuleStatusLoaded:
+                    return Finding("DCGM", "profiling module", Level.OK, "loaded")
+                return Finding("DCGM", "profiling module", Level.WARN, name, PROFILING_FIX)
+        return Finding("DCGM", "profiling module", Level.WARN, "not reported by the host engine", PROFILING_FIX)
+
+    def _describe_watch(self, index: int, watch: _GpuWatch) -> Finding:
+        subject = f"GPU {index}"
+        if watch.failure is not None:
+            return Finding("DCGM", subject, Level.FAIL, str(watch.failure), LOST_FIX)
+        if watch.profiling_reason:
+            message = f"profiling fields cannot be watched ({watch.profiling_reason}): no activity series"
+            return Finding("DCGM", subject, Level.FAIL, message, PROFILING_FIX)
+        what = "its GPU instances and compute instances" if watch.mapped.mig_enabled else "the whole GPU"
+        message = f"watching activity and memory on {what} every {self.interval:g}s; power, temperature on the GPU"
+        return Finding("DCGM", subject, Level.OK, message)
 
     async def close(self) -> None:
         await in_driver_thread(self._close)
 
     def _close(self) -> None:
         with self._lock:
-            self._drop_watches()
+            self._drop_all()
             if self._handle is not None:
                 self._disconnect(self._handle)
                 self._handle = None
-            self._state = None
             self._shutdown_library()
 
     def _shutdown_library(self) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from exporter.model import Gpu, GpuSample, Topology
-from exporter.sources.base import GpuError, TopologyChangedError
+from exporter.sources.base import Finding, GpuError, Level, TopologyChangedError
 from exporter.sources.synthetic.simulator import Simulator
 
 
@@ -43,6 +43,12 @@ class SyntheticSource:
         if current is None or current.instances != gpu.instances:
             raise TopologyChangedError(f"GPU {gpu.index} was re-partitioned")
         return self.simulator.sample(gpu.index, self._clock())
+
+    async def describe(self) -> list[Finding]:
+        """The scenario simulated."""
+        scenario = self.simulator.scenario
+        gpus = len(self.simulator.topology().gpus)
+        return [Finding("synthetic", "scenario", Level.OK, f"{scenario.name}: {gpus} simulated GPU{'s' * (gpus != 1)}")]
 
     async def close(self) -> None:
         return None

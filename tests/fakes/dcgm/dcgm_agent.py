@@ -91,6 +91,11 @@ def dcgmGetAllSupportedDevices(dcgm_handle: Any) -> list[int]:
 
 
 @_engine_call
+def dcgmGetAllDevices(dcgm_handle: Any) -> list[int]:
+    return fake_hostengine.current().all_gpus(_id(dcgm_handle))
+
+
+@_engine_call
 def dcgmGetDeviceAttributes(
     dcgm_handle: Any, gpuId: int, version: int = dcgm_structs.dcgmDeviceAttributes_version3
 ) -> Any:
@@ -184,3 +189,22 @@ def dcgmEntitiesGetLatestValues(dcgmHandle: Any, entities: list[Any], fieldIds: 
         else:
             fv.value.str = str(value)
     return values
+
+
+@_engine_call
+def dcgmModuleGetStatuses(dcgmHandle: Any) -> Any:
+    statuses = dcgm_structs.c_dcgmModuleGetStatuses_v1()
+    statuses.version = dcgm_structs.dcgmModuleGetStatuses_version1
+    modules = fake_hostengine.current().module_statuses(_id(dcgmHandle))
+    statuses.numStatuses = len(modules)
+    for entry, (module_id, status) in zip(statuses.statuses, modules, strict=False):
+        entry.id, entry.status = module_id, status
+    return statuses
+
+
+@_engine_call
+def dcgmVersionInfo() -> Any:
+    info = dcgm_structs.c_dcgmVersionInfo_v2()
+    info.version = dcgm_structs.dcgmVersionInfo_version2
+    info.rawBuildInfoString = fake_hostengine.current().build_info
+    return info

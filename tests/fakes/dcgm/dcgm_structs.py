@@ -2,6 +2,8 @@
 
 Names, numeric values, struct layouts and version numbers follow DCGM 4's bindings. `_dcgmInit`
 "loads" the library unless FAKE_DCGM_NO_LIBRARY is set, which reproduces a missing libdcgm.so.4.
+Like the real module, the loader names the library file it looks for; DCGM 3's bindings name
+libdcgm.so.3 there instead.
 """
 
 from __future__ import annotations
@@ -151,11 +153,18 @@ _make_error_classes()
 _loaded = False
 
 
-def _dcgmInit(libDcgmPath: str | None = None) -> None:
+_LIBRARY_FILE = "libdcgm.so.4"  # the real loader tries CDLL on this name in libDcgmPath, LD_LIBRARY_PATH, /usr/lib64
+
+
+def _LoadDcgmLibrary(libDcgmPath: str | None = None) -> None:
     global _loaded
     if os.environ.get("FAKE_DCGM_NO_LIBRARY"):
-        raise DCGMError(DCGM_ST_LIBRARY_NOT_FOUND)
+        _dcgmCheckReturn(DCGM_ST_LIBRARY_NOT_FOUND)
     _loaded = True
+
+
+def _dcgmInit(libDcgmPath: str | None = None) -> None:
+    _LoadDcgmLibrary(libDcgmPath)
 
 
 def _dcgmCheckReturn(ret: int) -> int:
@@ -357,3 +366,48 @@ class c_dcgmFieldValue_v2(_PrintableStructure):
 
 
 dcgmFieldValue_version2 = make_dcgm_version(c_dcgmFieldValue_v2, 2)
+
+
+DcgmModuleIdCore = 0
+DcgmModuleIdNvSwitch = 1
+DcgmModuleIdVGPU = 2
+DcgmModuleIdIntrospect = 3
+DcgmModuleIdHealth = 4
+DcgmModuleIdPolicy = 5
+DcgmModuleIdConfig = 6
+DcgmModuleIdDiag = 7
+DcgmModuleIdProfiling = 8
+DcgmModuleIdSysmon = 9
+DcgmModuleIdCount = 10
+
+DcgmModuleStatusNotLoaded = 0
+DcgmModuleStatusDenylisted = 1
+DcgmModuleStatusFailed = 2
+DcgmModuleStatusLoaded = 3
+DcgmModuleStatusUnloaded = 4
+DcgmModuleStatusPaused = 5
+
+DCGM_MODULE_STATUSES_CAPACITY = 16
+
+
+class c_dcgmModuleGetStatusesModule_t(_PrintableStructure):
+    _fields_ = [("id", c_uint32), ("status", c_uint32)]
+
+
+class c_dcgmModuleGetStatuses_v1(_PrintableStructure):
+    _fields_ = [
+        ("version", c_uint),
+        ("numStatuses", c_uint32),
+        ("statuses", c_dcgmModuleGetStatusesModule_t * DCGM_MODULE_STATUSES_CAPACITY),
+    ]
+
+
+dcgmModuleGetStatuses_version1 = make_dcgm_version(c_dcgmModuleGetStatuses_v1, 1)
+
+
+class c_dcgmVersionInfo_v2(_PrintableStructure):
+    _fields_ = [("version", c_uint32), ("rawBuildInfoString", c_char * (DCGM_MAX_STR_LENGTH * 2))]
+
+
+dcgmVersionInfo_version2 = make_dcgm_version(c_dcgmVersionInfo_v2, 2)
+dcgmVersionInfo_version = dcgmVersionInfo_version2

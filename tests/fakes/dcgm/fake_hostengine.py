@@ -1,10 +1,16 @@
 """An in-process stand-in for nv-hostengine, backed by the synthetic simulator.
 
 The fake `dcgm_agent` calls into the engine installed here. It keeps DCGM's behaviour that
-the source depends on: its own GPU-instance and compute-instance entity IDs (renumbered on a
-re-partition), groups and field groups that die with the connection, values only for watched
-fields after an update, a blank first profiling value after a watch, per-value statuses, and
-an engine that can be stopped and started (all handles invalid afterwards).
+the source depends on: its own GPU IDs (not necessarily NVML's indexes: `gpu_ids`) and GPU-instance
+and compute-instance entity IDs (numbered per GPU as the cache manager does, `gpuId * 7 + n`, and
+renumbered on a re-partition), groups and field groups that die with the connection, values only
+for watched fields after an update, a blank first profiling value after a watch, per-value
+statuses, and an engine that can be stopped and started (all handles invalid afterwards).
+
+A GPU can be lost (`lose`): adding its entities to a group or watching them fails with
+GPU_IS_LOST, its values read as blanks with status OK (as the cache manager writes them for a
+lost GPU), and either it stays in `dcgmGetAllSupportedDevices` (listed and failing) or it drops
+out of it (DCGM's usual way, since that list holds only GPUs whose status is OK).
 
 Tests install an engine with `install(FakeHostEngine(...))`. A child process (the CLI under
 test) gets one built from FAKE_DCGM_SCENARIO (default `demo`); FAKE_DCGM_ADDRESS sets the
@@ -18,7 +24,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +48,7 @@ DOUBLE_FIELDS = {*PROFILING, 155}
 STRING_FIELDS = {50, 54}
 CI_PROFILE_IDS = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4}
 NO_ID = 0xFFFFFFFF
+MAX_GPCS = 7  # nvmlDeviceGetMaxMigDeviceCount on A100/H100: DCGM numbers each GPU's instances from gpuId * 7
 
 
 class EngineError(Exception):
@@ -86,12 +93,23 @@ class FakeHostEngine:
         address: str = "localhost:5555",
         clock: Callable[[], float] = time.time,
         profiling: bool = True,
+        gpu_ids: Mapping[int, int] | None = None,
+        version: str = "4.6.0",
     ) -> None:
         self.simulator = simulator
         self.address = address
         self.clock = clock
         self.profiling = profiling
+        # What a profiling watch fails with when profiling is off: PROFILING_NOT_SUPPORTED (the GPU or engine
+        # cannot), MODULE_NOT_LOADED (the profiling module failed to load), REQUIRES_ROOT (non-root host engine).
+        self.profiling_error = dcgm_structs.DCGM_ST_PROFILING_NOT_SUPPORTED
+        self.build_info = f"version:{version};arch:x86_64;buildtype:Release;commit:fake;branch:fake;"
         self.running = True
+        # NVML index -> DCGM GPU ID; DCGM's IDs follow its own enumeration, not NVML's order.
+        count = len(simulator.topology().gpus)
+        self.gpu_ids: dict[int, int] = dict(gpu_ids) if gpu_ids is not None else {i: i for i in range(count)}
+        self.lost: dict[int, bool] = {}  # NVML index -> whether the lost GPU is still listed as supported
+        self._profiling_loaded = False
         self.blank: dict[int, str] = {}  # field ID -> "blank" | "not_found" | "not_supported" | "no_permission"
         self.statuses: dict[int, int] = {}  # field ID -> per-value DCGM_ST_* status
         self.calls: Counter[str] = Counter()
@@ -125,14 +143,41 @@ class FakeHostEngine:
             self.simulator.repartition(gpu, instances)
             self._entities = self._enumerate()
 
+    def lose(self, gpu: int, listed: bool = False) -> None:
+        """GPU `gpu` (NVML index) falls off the bus; `listed` keeps it in the supported-devices list."""
+        with self._lock:
+            self.lost[gpu] = listed
+
+    def restore(self, gpu: int) -> None:
+        with self._lock:
+            self.lost.pop(gpu, None)
+
     def _enumerate(self) -> _Entities:
         gis: dict[int, tuple[int, int]] = {}
         cis: dict[int, tuple[int, int, int]] = {}
-        for g, inst in self.simulator.topology().iter_instances():
-            gis[len(gis)] = (g.index, inst.gi)
-            for ci in inst.compute_instances:
-                cis[len(cis)] = (g.index, inst.gi, ci.ci)
+        for g in self.simulator.topology().gpus:
+            base = self.gpu_ids[g.index] * MAX_GPCS
+            ci_count = 0
+            for n, inst in enumerate(g.instances):
+                gis[base + n] = (g.index, inst.gi)
+                for ci in inst.compute_instances:
+                    cis[base + ci_count] = (g.index, inst.gi, ci.ci)
+                    ci_count += 1
         return _Entities(gis, cis)
+
+    def _index(self, gpu_id: int) -> int | None:
+        """The NVML index of DCGM GPU ID `gpu_id`."""
+        return next((index for index, dcgm_id in self.gpu_ids.items() if dcgm_id == gpu_id), None)
+
+    def _gpu_of(self, group: int, entity_id: int) -> int | None:
+        """The NVML index of the GPU an entity belongs to."""
+        if group == dcgm_fields.DCGM_FE_GPU:
+            return self._index(entity_id)
+        if group == dcgm_fields.DCGM_FE_GPU_I and entity_id in self._entities.gis:
+            return self._entities.gis[entity_id][0]
+        if group == dcgm_fields.DCGM_FE_GPU_CI and entity_id in self._entities.cis:
+            return self._entities.cis[entity_id][0]
+        return None
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -177,12 +222,31 @@ class FakeHostEngine:
     # -- discovery --------------------------------------------------------------------------
 
     def supported_gpus(self, handle: int) -> list[int]:
+        """DCGM's active GPUs: a lost GPU is left out unless it is modelled as still listed."""
         self.check(handle)
-        return [g.index for g in self.simulator.topology().gpus]
+        return sorted(self.gpu_ids[i] for i in self.gpu_ids if self.lost.get(i, True))
+
+    def all_gpus(self, handle: int) -> list[int]:
+        self.check(handle)
+        return sorted(self.gpu_ids.values())
+
+    def module_statuses(self, handle: int) -> list[tuple[int, int]]:
+        """Each module's load status; the profiling module loads on the first profiling watch."""
+        self.check(handle)
+        profiling = dcgm_structs.DcgmModuleStatusNotLoaded
+        if self._profiling_loaded:
+            profiling = dcgm_structs.DcgmModuleStatusLoaded
+        elif not self.profiling and self.profiling_error == dcgm_structs.DCGM_ST_MODULE_NOT_LOADED:
+            profiling = dcgm_structs.DcgmModuleStatusFailed
+        statuses = dict.fromkeys(range(dcgm_structs.DcgmModuleIdCount), dcgm_structs.DcgmModuleStatusNotLoaded)
+        statuses[dcgm_structs.DcgmModuleIdCore] = dcgm_structs.DcgmModuleStatusLoaded
+        statuses[dcgm_structs.DcgmModuleIdProfiling] = profiling
+        return sorted(statuses.items())
 
     def fill_attributes(self, handle: int, gpu_id: int, attrs: Any) -> None:
         self.check(handle)
-        gpu = self.simulator.topology().gpu(gpu_id)
+        index = self._index(gpu_id)
+        gpu = None if index is None else self.simulator.topology().gpu(index)
         if gpu is None:
             raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
         attrs.identifiers.deviceName = gpu.model
@@ -203,7 +267,7 @@ class FakeHostEngine:
             assert inst is not None
             e = hierarchy.entityList[count]
             e.entity.entityGroupId, e.entity.entityId = dcgm_fields.DCGM_FE_GPU_I, entity_id
-            e.parent.entityGroupId, e.parent.entityId = dcgm_fields.DCGM_FE_GPU, g
+            e.parent.entityGroupId, e.parent.entityId = dcgm_fields.DCGM_FE_GPU, self.gpu_ids[g]
             self._info(e.info, gpu.uuid, g, gi, NO_ID, inst.profile_id, inst.compute_slices)
             count += 1
             for ci_entity, (cg, cgi, ci) in self._entities.cis.items():
@@ -247,6 +311,8 @@ class FakeHostEngine:
             raise EngineError(dcgm_structs.DCGM_ST_NOT_CONFIGURED)
         if not self._exists(entity_group, entity_id):
             raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
+        if self._gpu_of(entity_group, entity_id) in self.lost:
+            raise EngineError(dcgm_structs.DCGM_ST_GPU_IS_LOST)  # the group manager refuses a lost GPU's entities
         members = self._groups[group][1]
         if (entity_group, entity_id) in members:
             raise EngineError(dcgm_structs.DCGM_ST_DUPLICATE_KEY)
@@ -280,8 +346,12 @@ class FakeHostEngine:
         if group not in self._groups or fg not in self._field_groups:
             raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
         fields = self._field_groups[fg][1]
-        if not self.profiling and any(f in PROFILING for f in fields):
-            raise EngineError(dcgm_structs.DCGM_ST_PROFILING_NOT_SUPPORTED)
+        if any(self._gpu_of(*entity) in self.lost for entity in self._groups[group][1]):
+            raise EngineError(dcgm_structs.DCGM_ST_GPU_IS_LOST)  # no watches on a lost GPU's entities
+        if any(f in PROFILING for f in fields):
+            if not self.profiling:
+                raise EngineError(self.profiling_error)
+            self._profiling_loaded = True
         if freq_us <= 0:
             raise EngineError(dcgm_structs.DCGM_ST_BADPARAM)
         self._watches[(group, fg)] = _Watch(
@@ -302,7 +372,7 @@ class FakeHostEngine:
 
     def _exists(self, group: int, entity_id: int) -> bool:
         if group == dcgm_fields.DCGM_FE_GPU:
-            return self.simulator.topology().gpu(entity_id) is not None
+            return self._index(entity_id) is not None
         if group == dcgm_fields.DCGM_FE_GPU_I:
             return entity_id in self._entities.gis
         if group == dcgm_fields.DCGM_FE_GPU_CI:
@@ -329,6 +399,8 @@ class FakeHostEngine:
                 else dcgm_structs.DCGM_ST_COMPUTE_INSTANCE_NOT_FOUND
             )
             return kind, missing, _blank(kind, "blank")
+        if self._gpu_of(group, entity_id) in self.lost:
+            return kind, dcgm_structs.DCGM_ST_OK, _blank(kind, "blank")  # what the cache manager writes for it
         t = now
         if not flags & dcgm_structs.DCGM_FV_FLAG_LIVE_DATA:
             watch = next(
@@ -354,7 +426,8 @@ class FakeHostEngine:
     def _truth(self, group: int, entity_id: int, fid: int, t: float) -> object:
         sim = self.simulator
         if group == dcgm_fields.DCGM_FE_GPU:
-            gpu, gi, ci = entity_id, None, None
+            gpu, gi, ci = self._gpu_of(group, entity_id), None, None
+            assert gpu is not None
         elif group == dcgm_fields.DCGM_FE_GPU_I:
             (gpu, gi), ci = self._entities.gis[entity_id], None
         else:
