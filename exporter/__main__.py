@@ -2,6 +2,6 @@
 
 import sys
 
-from exporter.cli.main import main
+from exporter.cli import entry_point
 
-sys.exit(main())
+sys.exit(entry_point())

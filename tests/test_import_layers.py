@@ -12,6 +12,7 @@ RANKS = {
     "exporter": 0,  # the package itself: __version__
     "exporter.model": 0,
     "exporter.timespec": 0,
+    "exporter.failurelog": 1,  # logging of repeated failures (reads timespec)
     "exporter.contract": 1,  # metric names, thresholds, defaults (reads model.Field)
     "exporter.mig": 1,
     "exporter.sources": 2,
