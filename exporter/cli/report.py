@@ -109,6 +109,19 @@ def _credentials(args: argparse.Namespace) -> Credentials:
     return Credentials(token, basic, headers)
 
 
+def _format_of(out: str | None) -> str:
+    """The format --out's extension names (Markdown where it has none); an unknown extension is an error."""
+    suffix = Path(out or "").suffix
+    if not suffix:
+        return "md"
+    if suffix.lower() not in _SUFFIXES:
+        raise ReportInputError(
+            f"--out {out}: unknown extension {suffix!r}: use {', '.join(_SUFFIXES)}, "
+            f"or name the format with --output {{{','.join(RENDERERS)}}}"
+        )
+    return _SUFFIXES[suffix.lower()]
+
+
 def options_from(args: argparse.Namespace, now: float) -> ReportOptions:
     """Check every flag; raise ReportInputError naming the first bad one."""
     try:
@@ -132,7 +145,7 @@ def options_from(args: argparse.Namespace, now: float) -> ReportOptions:
         raise ReportInputError(f"--end: {exc}") from None
     end = math.floor(end / step) * step
     grid = Grid(end - math.floor(window / step + 1e-9) * step, end, step)
-    output = args.output or _SUFFIXES.get(Path(args.out or "").suffix.lower(), "md")
+    output = args.output or _format_of(args.out)
     if output not in RENDERERS:
         raise ReportInputError(f"--output: invalid value {output!r}: expected one of {', '.join(RENDERERS)}")
     try:
