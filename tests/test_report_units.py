@@ -47,6 +47,10 @@ def run_report(*args: str) -> subprocess.CompletedProcess[str]:
         (["--headroom", "lots"], "--headroom: invalid value 'lots': expected a number"),
         (["--bearer-token-file", "/nonexistent/token"], "--bearer-token-file /nonexistent/token: cannot read"),
         (["--basic-auth-user", "ops"], "--basic-auth-user and --basic-auth-password-file go together"),
+        (
+            ["--basic-auth-user", "ops:x", "--basic-auth-password-file", __file__],
+            "--basic-auth-user: invalid value 'ops:x': a user name has no ':'",
+        ),
         (["--header", "X-Scope-OrgID"], "--header: invalid value 'X-Scope-OrgID': expected NAME:VALUE"),
     ],
 )

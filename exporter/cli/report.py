@@ -97,6 +97,8 @@ def _credentials(args: argparse.Namespace) -> Credentials:
     if (args.basic_auth_user is None) != (args.basic_auth_password_file is None):
         raise ReportInputError("--basic-auth-user and --basic-auth-password-file go together")
     if args.basic_auth_user is not None:
+        if ":" in args.basic_auth_user:
+            raise ReportInputError(f"--basic-auth-user: invalid value {args.basic_auth_user!r}: a user name has no ':'")
         basic = (args.basic_auth_user, _read_secret("--basic-auth-password-file", args.basic_auth_password_file))
     if token and basic:
         raise ReportInputError("--bearer-token-file and --basic-auth-user exclude each other")

@@ -7,7 +7,6 @@ asked of which server and why it failed, for the CLI to print and exit 2.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import math
 import re
@@ -104,10 +103,12 @@ class PrometheusClient:
         headers = dict(self._credentials.headers)
         if self._credentials.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self._credentials.bearer_token}"
-        if self._credentials.basic_auth is not None:
-            pair = ":".join(self._credentials.basic_auth).encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout))
+        basic = self._credentials.basic_auth
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            auth=aiohttp.BasicAuth(*basic, encoding="utf-8") if basic is not None else None,
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
