@@ -16,11 +16,12 @@ from pytest_aiohttp import AiohttpServer
 
 from exporter.cli.main import build_parser
 from exporter.cli.report import ProgressBar, options_from
-from exporter.mig.catalog import GIB, board
+from exporter.mig.catalog import board
 from exporter.report.prometheus import MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusError, chunks
 from exporter.report.rightsize import Policy, recommend
 from exporter.report.stats import Accumulator, Grid, InstanceKey, Summary, label_number
 from exporter.timespec import format_duration, parse_duration
+from exporter.units import GIB
 from tests.support.processes import free_port
 
 H100 = board("h100-80gb")

@@ -17,11 +17,12 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.contract.thresholds import IDLE_MEAN_WINDOW, IDLE_RATIO
-from exporter.mig.catalog import GIB, board
+from exporter.mig.catalog import board
 from exporter.mig.svg import SliceBox, slice_map_svg
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 from exporter.sampler import Sampler
 from exporter.timespec import parse_duration
+from exporter.units import GIB
 
 IDLE_WINDOW_S = float(parse_duration(IDLE_MEAN_WINDOW))  # the idle alert's mean window
 _CHAR_PX = 7.5  # rough width of one label character in the slice map, to keep labels inside their box
