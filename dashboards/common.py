@@ -69,6 +69,11 @@ def activity_steps(th: Thresholds) -> list[dict[str, Any]]:
     ]
 
 
+def warn_from(value: float, color: str = "red") -> list[dict[str, Any]]:
+    """Threshold colours for a count or amount that should be zero: green, then `color` from `value` on."""
+    return [{"color": "green", "value": None}, {"color": color, "value": value}]
+
+
 def pos(x: int, y: int, w: int, h: int) -> g.GridPos:
     return g.GridPos(h=h, w=w, x=x, y=y)
 

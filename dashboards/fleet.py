@@ -19,6 +19,7 @@ from dashboards.common import (
     stat,
     table,
     target,
+    warn_from,
 )
 from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from exporter.contract import families as fam
@@ -57,7 +58,7 @@ def _stats(th: Thresholds) -> list[g.Panel]:
             f"count({idle}) or vector(0)",
             pos(4, 0, 4, 4),
             description=f"GPU instances whose mean activity over the time range is below {pct}.",
-            steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
+            steps=warn_from(1),
         ),
         stat(
             "Idle capacity",
@@ -66,7 +67,7 @@ def _stats(th: Thresholds) -> list[g.Panel]:
             description="Compute slices of the idle instances, in whole GPUs (7 compute slices = 1 GPU).",
             decimals=2,
             unit="none",
-            steps=[{"color": "green", "value": None}, {"color": "red", "value": 0.01}],
+            steps=warn_from(0.01),
             extraJson={"fieldConfig": {"defaults": {"unit": "suffix: GPU"}}},
         ),
         stat(
@@ -75,14 +76,14 @@ def _stats(th: Thresholds) -> list[g.Panel]:
             pos(12, 0, 4, 4),
             description="Memory of the idle instances: held by slices that do no work.",
             unit="bytes",
-            steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
+            steps=warn_from(1),
         ),
         stat(
             "Under-used instances",
             f"count({underused}) or vector(0)",
             pos(16, 0, 4, 4),
             description=f"GPU instances averaging between {pct} and {th.underused:.0%} activity over the time range.",
-            steps=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+            steps=warn_from(1, "orange"),
         ),
         stat(
             "Fleet activity",
