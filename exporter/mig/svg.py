@@ -97,30 +97,32 @@ def slice_map_svg(board: Board, boxes: Sequence[SliceBox], *, title: str | None 
 
 def whole_gpu_svg(title: str, label: str, value: float | None, detail: str = "") -> str:
     """A GPU with MIG disabled, drawn at the size of a slice map: one box over both rows, shaded by `value`."""
-    svg, _ = _map(title, "")
-    width, height = MEMORY_SLICES * CELL - 4, 2 * ROW + GAP - 4
+    svg = drawing(WIDTH, HEIGHT, title, font_size=FONT)
+    svg.text(2, 16, title, font_size=13, font_weight="bold")
+    width, height = WIDTH - 4, 2 * ROW + GAP - 4
     group = svg.group(label if value is None else f"{label}: {percent(value)}", class_="mig-whole")
     fill = NEUTRAL if value is None else ACTIVITY.fill(value)
     ink = "#102a43" if value is None else ACTIVITY.ink(value)
-    group.rect(LEFT + 2, TOP + 2, width, height, fill=fill, stroke="#334e68", stroke_width=2, rx=4)
-    centre = LEFT + 2 + width / 2
+    group.rect(2, TOP + 2, width, height, fill=fill, stroke="#334e68", stroke_width=2, rx=4)
     lines = [label, " · ".join(t for t in (percent(value) if value is not None else "", detail) if t)]
     for i, line in enumerate(t for t in lines if t):
-        group.text(centre, TOP + height / 2 - 2 + i * 16, line, text_anchor="middle", fill=ink, font_size=13)
+        group.text(2 + width / 2, TOP + height / 2 - 2 + i * 16, line, text_anchor="middle", fill=ink, font_size=13)
     return svg.to_string()
 
 
 def activity_legend_svg(idle_meaning: str) -> str:
     """The key to the maps: the activity scale, the idle hatch (with what idle means) and a free slice."""
-    svg = drawing(560, 30, "legend of the slice maps", font_size=FONT)
+    idle_text = f"idle: {idle_meaning}"
+    bar_end = text_width("activity", FONT) + 6 + 150
+    idle_x = bar_end + 22
+    free_x = idle_x + 32 + text_width(idle_text, FONT) + 18
+    svg = drawing(free_x + 32 + text_width("free slice", FONT) + 4, 30, "legend of the slice maps", font_size=FONT)
     hatch = svg.hatch("mig-legend-hatch", "#fff1f0", "#f4a6a0")
-    right = scale_legend(svg, 0, 4, ACTIVITY, width=150, label="activity")
-    x = right + 22
-    svg.rect(x, 2, 26, 14, fill=hatch, stroke=IDLE_STROKE, stroke_width=1.5, stroke_dasharray="4 2", rx=2)
-    svg.text(x + 32, 13, f"idle: {idle_meaning}", fill=IDLE_INK)
-    x += 32 + text_width(f"idle: {idle_meaning}", FONT) + 18
-    svg.rect(x, 2, 26, 14, fill="#ffffff", stroke="#bbbbbb", stroke_dasharray="4 3")
-    svg.text(x + 32, 13, "free slice", fill="#333")
+    scale_legend(svg, 0, 4, ACTIVITY, width=150, label="activity")
+    svg.rect(idle_x, 2, 26, 14, fill=hatch, stroke=IDLE_STROKE, stroke_width=1.5, stroke_dasharray="4 2", rx=2)
+    svg.text(idle_x + 32, 13, idle_text, fill=IDLE_INK)
+    svg.rect(free_x, 2, 26, 14, fill="#ffffff", stroke="#bbbbbb", stroke_dasharray="4 3")
+    svg.text(free_x + 32, 13, "free slice", fill="#333")
     return svg.to_string()
 
 
