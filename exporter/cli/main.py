@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from exporter import __version__
-from exporter.cli import history, plan, report, serve
+from exporter.cli import healthcheck, history, plan, report, serve
 from exporter.cli.settings import ConfigError, resolve
 from exporter.http.webconfig import WebConfigError
 from exporter.sources.base import SourceUnavailableError
@@ -29,24 +29,30 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_parser(commands)
     report.add_parser(commands)
     history.add_parser(commands)
+    healthcheck.add_parser(commands)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return serve.run(resolve(vars(args)))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _serve,
+    "plan": plan.run,
+    "report": report.run,
+    "simulate-history": history.run,
+    "healthcheck": healthcheck.run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "serve":
-            return serve.run(resolve(vars(args)))
-        if args.command == "plan":
-            return plan.run(args)
-        if args.command == "report":
-            return report.run(args)
-        if args.command == "simulate-history":
-            return history.run(args)
+        return COMMANDS[args.command](args)
     except (ConfigError, SourceUnavailableError, WebConfigError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2
-    return 2
 
 
 if __name__ == "__main__":
