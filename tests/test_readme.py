@@ -109,3 +109,16 @@ def test_the_shipped_prometheus_config_is_valid_and_follows_the_contract(promtoo
     assert job["job_name"] == defaults.JOB
     assert [t.rsplit(":", 1)[1] for t in job["static_configs"][0]["targets"]] == [str(defaults.EXPORTER_PORT)]
     assert config["rule_files"] == ["mig-exporter.rules.yml"]
+
+
+def test_the_layout_section_names_every_module_and_folder() -> None:
+    """README's "Layout of the repository" names each top-level module and package of exporter/ and each folder."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Layout of the repository") :]
+    layout = section[section.index("```\n") : section.index("```", section.index("```\n") + 4)]
+    package = ROOT / "exporter"
+    names = {p.name for p in package.glob("*.py") if not p.name.startswith("__")}
+    names |= {f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()}
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    names |= {f"{line.split('/')[0]}/" for line in tracked.splitlines() if "/" in line and not line.startswith(".")}
+    assert sorted(n for n in names if n not in layout) == []
