@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from exporter.http.layout import ActivityWindow, GpuView, InstanceView, LayoutView, layout
+from exporter.http.layout import IDLE_WINDOW_S, ActivityWindow, GpuView, InstanceView, LayoutView, layout
 from exporter.kubernetes.attribution import AttributionProvider
 from exporter.mig.catalog import board
 from exporter.mig.svg import ComputeBox, SliceBox, activity_legend_svg, slice_map_svg, whole_gpu_svg
@@ -31,16 +31,9 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
-def _pods_text(inst: InstanceView) -> str:
-    return ", ".join(f"{p} ({p.container})" for p in inst.pods)
-
-
 def _box(inst: InstanceView) -> SliceBox:
-    assert inst.placement_start is not None
-    used = gib(inst.memory_used_bytes, unit=False)
-    split = len(inst.compute_instances) > 1 or any(
-        c.compute_slices < inst.compute_slices for c in inst.compute_instances
-    )
+    assert inst.placement_start is not None  # gpu_drawing draws a map only where every instance is placed
+    pods = ", ".join(f"{p} ({p.container})" for p in inst.pods)
     return SliceBox(
         inst.placement_start,
         inst.memory_slices,
@@ -48,15 +41,13 @@ def _box(inst: InstanceView) -> SliceBox:
         inst.profile,
         inst.activity,
         inst.idle,
-        detail=f"{used}/{gib(inst.memory_total_bytes, unit=False)} GiB",
+        detail=f"{gib(inst.memory_used_bytes, unit=False)}/{gib(inst.memory_total_bytes, unit=False)} GiB",
         compute_instances=tuple(
             ComputeBox(f"CI {c.ci}", c.compute_slices, c.activity, ", ".join(map(str, c.pods)))
             for c in inst.compute_instances
-        )
-        if split
-        else (),
-        tooltip=f"GI {inst.gi}, 5-min mean {percent(inst.activity_5m)}"
-        + (f"\nheld by {_pods_text(inst)}" if inst.pods else ""),
+        ),
+        tooltip=f"GI {inst.gi}, {format_duration(IDLE_WINDOW_S)} mean {percent(inst.activity_5m)}"
+        + (f"\nheld by {pods}" if pods else ""),
     )
 
 
