@@ -40,7 +40,7 @@ class ActivityWindow:
             key = (gpu.index, inst.gi)
             present.add(key)
             sample = snapshot.samples.get(gpu.index)
-            value = sample.get(Entity(gpu.index, inst.gi), Field.GR_ENGINE_ACTIVE) if sample else None
+            value = _read(sample, Entity(gpu.index, inst.gi), Field.GR_ENGINE_ACTIVE)
             if value is None:
                 continue
             values = self._values.setdefault(key, deque())
@@ -164,6 +164,10 @@ class LayoutView:
         return dataclasses.asdict(self)
 
 
+def _read(sample: GpuSample | None, entity: Entity, fld: Field) -> float | None:
+    return sample.get(entity, fld) if sample is not None else None
+
+
 def _pods(holders: Mapping[Entity, tuple[Holder, ...]], entity: Entity) -> tuple[PodView, ...]:
     return tuple(PodView(h.namespace, h.pod, h.container) for h in holders.get(entity, ()))
 
@@ -184,17 +188,17 @@ def _instance(
         placement_size=inst.placement_size,
         compute_slices=inst.compute_slices,
         memory_slices=inst.memory_slices,
-        activity=sample.get(entity, Field.GR_ENGINE_ACTIVE) if sample else None,
+        activity=_read(sample, entity, Field.GR_ENGINE_ACTIVE),
         activity_5m=mean,
         idle=mean is not None and mean < IDLE_RATIO,
-        memory_used_bytes=sample.get(entity, Field.MEMORY_USED) if sample else None,
+        memory_used_bytes=_read(sample, entity, Field.MEMORY_USED),
         memory_total_bytes=inst.memory_total_bytes,
         compute_instances=tuple(
             ComputeInstanceView(
                 ci=ci.ci,
                 profile=ci.profile,
                 compute_slices=ci.compute_slices,
-                activity=sample.get(Entity(gpu.index, inst.gi, ci.ci), Field.GR_ENGINE_ACTIVE) if sample else None,
+                activity=_read(sample, Entity(gpu.index, inst.gi, ci.ci), Field.GR_ENGINE_ACTIVE),
                 pods=_pods(holders, Entity(gpu.index, inst.gi, ci.ci)),
             )
             for ci in inst.compute_instances
@@ -224,8 +228,8 @@ def layout(
                     mig_mode=gpu.mig_mode,
                     mig_enabled=gpu.mig_enabled,
                     stale=gpu.index in snapshot.stale_gpus or sample is None,
-                    activity=sample.get(whole, Field.GR_ENGINE_ACTIVE) if sample and not gpu.mig_enabled else None,
-                    memory_used_bytes=sample.get(whole, Field.MEMORY_USED) if sample else None,
+                    activity=None if gpu.mig_enabled else _read(sample, whole, Field.GR_ENGINE_ACTIVE),
+                    memory_used_bytes=_read(sample, whole, Field.MEMORY_USED),
                     memory_total_bytes=gpu.memory_total_bytes,
                     instances=tuple(_instance(gpu, inst, sample, window, holders) for inst in gpu.instances),
                     pods=_pods(holders, whole),
