@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp import BasicAuth
+from aiohttp import encode_basic_auth
 from aiohttp.test_utils import TestClient
 
 from exporter.http import webconfig
@@ -192,7 +192,7 @@ def test_bad_web_config_exits_2_naming_the_key(pki_dir: Path) -> None:
 
 
 def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": BasicAuth(user, password, encoding="utf-8").encode()}
+    return {"Authorization": encode_basic_auth(user, password)}
 
 
 @pytest.fixture

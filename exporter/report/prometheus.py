@@ -103,12 +103,9 @@ class PrometheusClient:
         headers = dict(self._credentials.headers)
         if self._credentials.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self._credentials.bearer_token}"
-        basic = self._credentials.basic_auth
-        self._session = aiohttp.ClientSession(
-            headers=headers,
-            auth=aiohttp.BasicAuth(*basic, encoding="utf-8") if basic is not None else None,
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-        )
+        if self._credentials.basic_auth is not None:  # UTF-8, as curl -u and Prometheus' own client send it
+            headers["Authorization"] = aiohttp.encode_basic_auth(*self._credentials.basic_auth)
+        self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

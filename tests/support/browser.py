@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import aiohttp
 import pytest
 
-from tests.support.processes import LOOPBACK, free_port
+from tests.support.processes import LOOPBACK, free_port, terminate
 
 # Flags for a headless run on a machine with a closed network: no GPU, no sandbox (root), no background fetches.
 FLAGS = (
@@ -108,12 +108,7 @@ class DevToolsPage:
         if self._session is not None:
             await self._session.close()
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
+            terminate(self._process)
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Send one DevTools command and return its result (events that arrive meanwhile are dropped)."""
