@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from grafanalib import core as g
 
@@ -10,6 +11,8 @@ from dashboards.thresholds import Thresholds
 from exporter.contract import families as fam
 from exporter.contract import recorded
 from exporter.model import Field
+
+P = TypeVar("P", bound=g.Panel)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 ACTIVITY = fam.INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series
@@ -66,20 +69,30 @@ def activity_steps(th: Thresholds) -> list[dict[str, Any]]:
     ]
 
 
+def warn_from(value: float, color: str = "red") -> list[dict[str, Any]]:
+    """Threshold colours for a count or amount that should be zero: green, then `color` from `value` on."""
+    return [{"color": "green", "value": None}, {"color": color, "value": value}]
+
+
 def pos(x: int, y: int, w: int, h: int) -> g.GridPos:
     return g.GridPos(h=h, w=w, x=x, y=y)
+
+
+def panel(kind: Callable[..., P], title: str, targets: Sequence[g.Target], grid: g.GridPos, **options: Any) -> P:
+    """Every panel of the dashboards: a title, its queries on the dashboard's data source, its place on the grid."""
+    return kind(title=title, dataSource=DATASOURCE, targets=list(targets), gridPos=grid, **options)
 
 
 def stat(
     title: str, expr: str, grid: g.GridPos, *, unit: str = "none", description: str = "", legend: str = "", **extra: Any
 ) -> g.Stat:
     """A single-number panel from an instant query."""
-    return g.Stat(
-        title=title,
+    return panel(
+        g.Stat,
+        title,
+        [target(expr, "A", legend, instant=True)],
+        grid,
         description=description,
-        dataSource=DATASOURCE,
-        targets=[target(expr, "A", legend, instant=True)],
-        gridPos=grid,
         format=unit,
         reduceCalc="lastNotNull",
         graphMode="none",
@@ -90,11 +103,11 @@ def stat(
 
 def timeseries(title: str, targets: list[g.Target], grid: g.GridPos, *, unit: str, **extra: Any) -> g.TimeSeries:
     """A graph over time."""
-    return g.TimeSeries(
-        title=title,
-        dataSource=DATASOURCE,
-        targets=targets,
-        gridPos=grid,
+    return panel(
+        g.TimeSeries,
+        title,
+        targets,
+        grid,
         unit=unit,
         legendDisplayMode="table",
         legendPlacement="right",
@@ -102,6 +115,11 @@ def timeseries(title: str, targets: list[g.Target], grid: g.GridPos, *, unit: st
         tooltipMode="multi",
         **extra,
     )
+
+
+def table(title: str, targets: list[g.Target], grid: g.GridPos, **extra: Any) -> g.Table:
+    """A table of instant queries."""
+    return panel(g.Table, title, targets, grid, **extra)
 
 
 def ratio_timeseries(title: str, targets: list[g.Target], grid: g.GridPos, description: str = "") -> g.TimeSeries:

@@ -6,18 +6,20 @@ from grafanalib import core as g
 
 from dashboards.common import (
     ACTIVITY,
-    DATASOURCE,
     GPU_ACTIVITY_RULE,
     HOURLY_ACTIVITY_RULE,
     INSTANCE_KEY,
     INSTANCE_LEGEND,
     activity_steps,
     dashboard,
+    panel,
     pos,
     query_variable,
     ratio_timeseries,
     stat,
+    table,
     target,
+    warn_from,
 )
 from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from exporter.contract import families as fam
@@ -56,7 +58,7 @@ def _stats(th: Thresholds) -> list[g.Panel]:
             f"count({idle}) or vector(0)",
             pos(4, 0, 4, 4),
             description=f"GPU instances whose mean activity over the time range is below {pct}.",
-            steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
+            steps=warn_from(1),
         ),
         stat(
             "Idle capacity",
@@ -65,7 +67,7 @@ def _stats(th: Thresholds) -> list[g.Panel]:
             description="Compute slices of the idle instances, in whole GPUs (7 compute slices = 1 GPU).",
             decimals=2,
             unit="none",
-            steps=[{"color": "green", "value": None}, {"color": "red", "value": 0.01}],
+            steps=warn_from(0.01),
             extraJson={"fieldConfig": {"defaults": {"unit": "suffix: GPU"}}},
         ),
         stat(
@@ -74,14 +76,14 @@ def _stats(th: Thresholds) -> list[g.Panel]:
             pos(12, 0, 4, 4),
             description="Memory of the idle instances: held by slices that do no work.",
             unit="bytes",
-            steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
+            steps=warn_from(1),
         ),
         stat(
             "Under-used instances",
             f"count({underused}) or vector(0)",
             pos(16, 0, 4, 4),
             description=f"GPU instances averaging between {pct} and {th.underused:.0%} activity over the time range.",
-            steps=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+            steps=warn_from(1, "orange"),
         ),
         stat(
             "Fleet activity",
@@ -105,21 +107,20 @@ def _table(th: Thresholds) -> g.Table:
         "/d/mig-instance/mig-instance?${__url_time_range}&var-datasource=${datasource}"
         "&var-instance=${__data.fields.instance}&var-gpu=${__data.fields.gpu}&var-gi=${__data.fields.gi}"
     )
-    return g.Table(
-        title="Idle and under-used instances",
-        description=(
-            f"GPU instances whose mean activity over the time range is below {th.underused:.0%}; "
-            f"red ones are idle (below {th.idle:.0%}). Click a row's GI to open the instance."
-        ),
-        dataSource=DATASOURCE,
-        gridPos=pos(0, 4, 24, 9),
-        targets=[
+    return table(
+        "Idle and under-used instances",
+        [
             target(wasted, "A", instant=True, table=True),
             target(_only(f"{HOURLY_ACTIVITY_RULE}{{{SEL}}}", wasted), "B", instant=True, table=True),
             target(_only(f"{fam.INSTANCE_MEMORY_USED}{{{SEL}}}", wasted), "C", instant=True, table=True),
             target(_only(f"{fam.INSTANCE_MEMORY_TOTAL}{{{SEL}}}", wasted), "D", instant=True, table=True),
             target(_only(pods, wasted), "E", instant=True, table=True),
         ],
+        pos(0, 4, 24, 9),
+        description=(
+            f"GPU instances whose mean activity over the time range is below {th.underused:.0%}; "
+            f"red ones are idle (below {th.idle:.0%}). Click a row's GI to open the instance."
+        ),
         transformations=[
             {"id": "merge", "options": {}},
             {
@@ -187,12 +188,12 @@ def fleet_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
         panels=[
             *_stats(th),
             _table(th),
-            g.StateTimeline(
-                title="Activity of every GPU instance",
+            panel(
+                g.StateTimeline,
+                "Activity of every GPU instance",
+                [target(f"{ACTIVITY}{{{SEL}}}", "A", INSTANCE_LEGEND)],
+                pos(0, 13, 24, 10),
                 description=f"Red: idle (< {th.idle:.0%}); orange: under-used (< {th.underused:.0%}); green: busy.",
-                dataSource=DATASOURCE,
-                targets=[target(f"{ACTIVITY}{{{SEL}}}", "A", INSTANCE_LEGEND)],
-                gridPos=pos(0, 13, 24, 10),
                 thresholds=activity_steps(th),
                 showValue="never",
                 mergeValues=False,

@@ -6,7 +6,6 @@ from grafanalib import core as g
 
 from dashboards.common import (
     ACTIVITY,
-    DATASOURCE,
     GPU_ACTIVITY_RULE,
     activity_steps,
     dashboard,
@@ -14,6 +13,7 @@ from dashboards.common import (
     query_variable,
     ratio_timeseries,
     stat,
+    table,
     target,
     timeseries,
 )
@@ -34,11 +34,10 @@ RATIOS = (
 
 def _info_table(title: str, expr: str, grid: g.GridPos, columns: dict[str, str]) -> g.Table:
     """A table of an `_info` series' labels, keeping `columns` (label -> header) in order."""
-    return g.Table(
-        title=title,
-        dataSource=DATASOURCE,
-        gridPos=grid,
-        targets=[target(expr, "A", instant=True, table=True)],
+    return table(
+        title,
+        [target(expr, "A", instant=True, table=True)],
+        grid,
         transformations=[
             {"id": "filterFieldsByName", "options": {"include": {"names": list(columns)}}},
             {

@@ -2,6 +2,9 @@
 
 import sys
 
-from exporter.cli.main import main
+try:
+    from exporter.cli import entry_point
+except KeyboardInterrupt:  # Ctrl-C while the package itself is still being imported
+    sys.exit(130)
 
-sys.exit(main())
+sys.exit(entry_point())

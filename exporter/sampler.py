@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from exporter.failurelog import FailureLog
 from exporter.model import Gpu, GpuSample, Snapshot, Topology
 from exporter.sources.base import GpuError, Source, TopologyChangedError
 
@@ -53,6 +54,7 @@ class Sampler:
         self._topology_changes = 0
         self.snapshot: Snapshot | None = None
         self.subscribers: list[Subscriber] = []
+        self.failures = FailureLog(log)  # one line when a GPU starts failing, a summary while it does, one on recovery
 
     def _count(self, stage: str, reason: str) -> None:
         self._errors[(stage, reason)] += 1
@@ -60,10 +62,10 @@ class Sampler:
     def _count_failure(self, stage: str, what: str, exc: BaseException) -> None:
         """Count a failed call by its reason: a GpuError names one; anything else is a source bug."""
         if isinstance(exc, GpuError):
-            log.warning("%s failed: %s", what, exc)
+            self.failures.failed(what, f"failed: {exc}")
             self._count(stage, exc.reason)
         else:  # a source bug must not stop the exporter
-            log.error("%s raised %s: %s", what, type(exc).__name__, exc, exc_info=exc)
+            self.failures.failed(what, f"raised {type(exc).__name__}: {exc}", exc, level=logging.ERROR)
             self._count(stage, "exception")
 
     async def _discover(self) -> bool:
@@ -75,13 +77,14 @@ class Sampler:
         """
         task = self._discovery
         if task is not None and not task.done():
+            self.failures.failed("discovery", "the previous call has still not returned")
             self._count("discover", "hung")
             return False
         if task is None:
             task = self._discovery = asyncio.create_task(self.source.discover())
             await asyncio.wait({task}, timeout=self.deadline)
             if not task.done():
-                log.warning("discovery passed its %.1fs deadline", self.deadline)
+                self.failures.failed("discovery", f"passed its {self.deadline:g}s deadline")
                 self._count("discover", "deadline")
                 task.add_done_callback(_discard_result)
                 return False
@@ -95,6 +98,7 @@ class Sampler:
             self._topology_changes += _changed_gpus(self._topology, topology)
         self._topology = topology
         self._discovered_at = time.monotonic()
+        self.failures.recovered("discovery")
         return True
 
     async def _sample_gpus(self, gpus: list[Gpu]) -> tuple[dict[int, GpuSample], set[int], set[int]]:
@@ -106,6 +110,7 @@ class Sampler:
         for gpu in gpus:
             previous = self._inflight.get(gpu.index)
             if previous is not None and not previous.done():
+                self.failures.failed(f"sampling GPU {gpu.index}", "the previous call has still not returned")
                 self._count("sample", "hung")
                 failed.add(gpu.index)
                 continue
@@ -114,7 +119,7 @@ class Sampler:
             await asyncio.wait(started.values(), timeout=self.deadline)
         for index, task in started.items():
             if not task.done():
-                log.warning("sampling GPU %d passed its %.1fs deadline", index, self.deadline)
+                self.failures.failed(f"sampling GPU {index}", f"passed its {self.deadline:g}s deadline")
                 self._count("sample", "deadline")
                 failed.add(index)
                 task.add_done_callback(_discard_result)
@@ -123,6 +128,7 @@ class Sampler:
             exc = task.exception()
             if exc is None:
                 samples[index] = task.result()
+                self.failures.recovered(f"sampling GPU {index}")
                 continue
             failed.add(index)
             if isinstance(exc, TopologyChangedError):
@@ -176,8 +182,9 @@ class Sampler:
         while True:
             try:
                 await self.run_once()
-            except Exception:  # the loop must survive anything a cycle throws
-                log.exception("sampling cycle failed")
+                self.failures.recovered("sampling cycle")
+            except Exception as exc:  # the loop must survive anything a cycle throws
+                self.failures.failed("sampling cycle", f"raised {type(exc).__name__}: {exc}", exc, level=logging.ERROR)
                 self._count("cycle", "exception")
             next_tick += self.interval
             now = time.monotonic()

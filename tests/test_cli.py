@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from exporter.cli.main import main
-from exporter.cli.settings import ConfigError, Listen, resolve
+from exporter.cli.settings import OPTIONS, ConfigError, Listen, resolve, unknown_variables
+from tests.support.processes import LOOPBACK, free_port
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -92,3 +97,101 @@ def test_bad_env_var_names_the_variable() -> None:
 def test_ipv6_listen_address() -> None:
     """[::1]:9401 parses to host ::1."""
     assert resolve({"listen": "[::1]:9401"}, environ={}).listen == Listen("::1", 9401)
+
+
+def test_serve_help_lists_choices_and_no_empty_defaults() -> None:
+    """`serve --help` shows every flag, the choices of those that have them, and never "default None"."""
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    for flag in (o.flag for o in OPTIONS):
+        assert flag in text
+    for choices in ("{auto,dcgm,nvml,synthetic}", "{debug,info,warning,error}", "{native,dcgm}"):
+        assert f"{choices} " in text
+    assert "None" not in text
+    assert "(env MIG_EXPORTER_DEADLINE)" in text and "(env MIG_EXPORTER_SOURCE; default auto)" in text
+
+
+def test_unknown_environment_variable_is_a_warning_with_a_suggestion() -> None:
+    """A MIG_EXPORTER_* variable that names no setting is reported with the likeliest one, not silently ignored."""
+    assert unknown_variables({"MIG_EXPORTER_INTERVALL": "5", "MIG_EXPORTER_INTERVAL": "5", "HOME": "/"}) == [
+        "environment variable MIG_EXPORTER_INTERVALL names no setting and is ignored; "
+        "did you mean MIG_EXPORTER_INTERVAL?"
+    ]
+    assert unknown_variables({"MIG_EXPORTER_CONFIG": "c.yaml", "MIG_EXPORTER_POD_LABELS": "true"}) == []
+    (warning,) = unknown_variables({"MIG_EXPORTER_ZZZ": "1"})
+    assert warning.startswith("environment variable MIG_EXPORTER_ZZZ names no setting and is ignored (known: ")
+
+
+def _serve(port: int, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--source",
+            "synthetic",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--kubelet-socket",
+            "",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_serving_is_logged_once_the_port_is_bound_and_the_warning_is_in_the_log() -> None:
+    """The "serving on" line comes when the port answers; an unknown MIG_EXPORTER_* variable is warned about first."""
+    port = free_port()
+    process = _serve(port, env={"MIG_EXPORTER_SCENARO": "dgx-h100"})
+    try:
+        assert process.stderr is not None
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if "serving" in line:
+                with socket.create_connection((LOOPBACK, port), timeout=1):  # bound before it says so
+                    break
+        assert f"serving synthetic source on http://127.0.0.1:{port}" in seen[-1]
+        assert any("WARNING" in s and "MIG_EXPORTER_SCENARO names no setting" in s for s in seen)
+        assert any("did you mean MIG_EXPORTER_SCENARIO?" in s for s in seen)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
+def test_a_port_in_use_is_one_error_line_and_never_says_serving() -> None:
+    """With the address taken, serve exits 1 with "cannot listen on" and no "serving on" line before it."""
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _serve(port)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "serving" not in err and "Traceback" not in err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"mig-exporter: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+# From 0.2 s on: before that, a loaded machine may still be starting the interpreter itself (site, .pth files),
+# where no program can catch the signal.
+@pytest.mark.parametrize("delay", [0.2, 0.35, 0.6, 1.0])
+def test_ctrl_c_while_starting_ends_quietly(delay: float) -> None:
+    """SIGINT at any moment of the first second stops serve without a traceback.
+
+    The status is 0 once serving, 130 while starting, or death by SIGINT (which a shell also reports as 130)
+    where asyncio re-raises the signal after restoring the default handler.
+    """
+    process = _serve(free_port())
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert process.returncode in (0, 130, -signal.SIGINT)

@@ -12,6 +12,9 @@ RANKS = {
     "exporter": 0,  # the package itself: __version__
     "exporter.model": 0,
     "exporter.timespec": 0,
+    "exporter.units": 0,  # GiB and percentages as people read them
+    "exporter.svg": 0,  # SVG drawing (the slice maps and the report's charts)
+    "exporter.failurelog": 1,  # logging of repeated failures (reads timespec)
     "exporter.contract": 1,  # metric names, thresholds, defaults (reads model.Field)
     "exporter.mig": 1,
     "exporter.sources": 2,

@@ -1,4 +1,4 @@
-"""The landing page and /api/layout: the node's layout with live activity, memory and idle slices marked."""
+"""The landing page and /api/layout: the node's layout with live activity, memory, pods and idle slices marked."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporter.http.landing import ActivityWindow, landing_page, layout, layout_fragment
+from exporter.http.landing import landing_page, layout_fragment
+from exporter.http.layout import ActivityWindow, LayoutView, layout
 from exporter.http.server import build_app
-from exporter.model import Field
+from exporter.kubernetes.attribution import Allocation, Holder, PodAttribution
+from exporter.model import Field, Snapshot
 from exporter.sampler import Sampler
 from exporter.sources.synthetic.patterns import Idle
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
+from tests.support.kubelet import dgx_pods
 from tests.support.snapshots import snapshot_at
 
 ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
@@ -31,6 +34,25 @@ def idle_keys(sim: Simulator) -> set[tuple[int, int]]:
     }
 
 
+def sections(page: str) -> dict[int, str]:
+    """Each GPU card's HTML by GPU index."""
+    return {int(g): s for g, s in re.findall(r'<section class="gpu[^"]*" data-gpu="(\d+)">(.*?)</section>', page, re.S)}
+
+
+class Kubelet:
+    """An attribution provider holding the pods of tests/support/kubelet.py's dgx_pods."""
+
+    def __init__(self, snapshot: Snapshot, extra: tuple[Allocation, ...] = ()) -> None:
+        allocations = [
+            Allocation(resource, device, Holder(pod.namespace, pod.name, container))
+            for pod in dgx_pods(snapshot.topology)
+            for container, resource, devices in pod.containers
+            for device in devices
+        ]
+        self.attribution = PodAttribution((*allocations, *extra))
+        self.kubelet_up: bool | None = True
+
+
 @pytest.fixture
 async def client(aiohttp_client: ClientFactory, dgx: Simulator) -> TestClient:  # type: ignore[type-arg]
     source = SyntheticSource(dgx, clock=lambda: BURST_HIGH)
@@ -42,7 +64,7 @@ async def test_api_layout_gives_every_gpu_and_instance_with_live_values(client: 
     response = await client.get("/api/layout")
     assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
     data = await response.json()
-    assert data["source"] == "synthetic" and data["timestamp"] == BURST_HIGH
+    assert data["source"] == "synthetic" and data["timestamp"] == BURST_HIGH and data["attribution"] is False
     gpus = {g["gpu"]: g for g in data["gpus"]}
     assert len(gpus) == 8 and sum(len(g["instances"]) for g in gpus.values()) == 24
     for g in data["gpus"]:
@@ -50,32 +72,65 @@ async def test_api_layout_gives_every_gpu_and_instance_with_live_values(client: 
             truth = dgx.gi_activity(g["gpu"], inst["gi"], BURST_HIGH)[Field.GR_ENGINE_ACTIVE]
             assert inst["activity"] == pytest.approx(truth)
             assert inst["memory_used_bytes"] == dgx.gi_memory_used(g["gpu"], inst["gi"], BURST_HIGH)
+            assert inst["pods"] == []
     assert {(g["gpu"], i["gi"]) for g in data["gpus"] for i in g["instances"] if i["idle"]} == idle_keys(dgx)
     (seven_g,) = gpus[4]["instances"]
-    assert seven_g["profile"] == "7g.80gb" and len(seven_g["compute_instances"]) == 3
+    assert seven_g["profile"] == "7g.80gb" and [c["compute_slices"] for c in seven_g["compute_instances"]] == [4, 2, 1]
     assert gpus[7]["mig_mode"] == "disabled" and gpus[7]["activity"] == pytest.approx(0.65)
 
 
-async def test_page_draws_one_slice_map_per_mig_gpu_with_idle_boxes_marked(client: TestClient) -> None:  # type: ignore[type-arg]
-    """`/` has an SVG slice map per MIG GPU, one box per instance, the 5 idle ones marked, and no external assets."""
+async def test_page_is_a_grid_of_gpu_cards_with_one_slice_map_each(client: TestClient) -> None:  # type: ignore[type-arg]
+    """`/` has a card per GPU: a slice map per MIG GPU with the 5 idle boxes, a whole-GPU card, no outside assets."""
     response = await client.get("/")
     assert response.status == 200 and response.content_type == "text/html"
     page = await response.text()
-    assert page.count("<svg") == 7
-    assert page.count('class="mig-box') == 24  # GPU 7 runs without MIG: no boxes, a line of text
-    assert page.count('class="mig-box idle"') == 5
-    assert "1g.10gb" in page and "3g.40gb · 31.6/40 GiB" in page  # wide boxes also carry their memory
-    assert "Whole GPU: activity <b>65%</b>" in page
+    cards = sections(page)
+    assert sorted(cards) == list(range(8))
+    assert page.count('class="mig-box') == 24 and page.count('class="mig-box idle"') == 5
+    assert all(cards[g].count("<svg") == 1 for g in range(8))
+    assert '<section class="gpu whole" data-gpu="7">' in page and 'class="mig-whole"' in cards[7]
+    assert "MIG disabled, so the whole GPU is one device: activity <b>65%</b>" in cards[7]
+    assert "<text" in cards[1] and "70% · 31.6/39.5 GiB" in cards[1]  # wide boxes carry activity and memory
     assert "setInterval(refresh, 1000)" in page and "fetch('layout.html'" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page) and "<link" not in page
 
 
-async def test_fragment_is_the_live_part_of_the_page(client: TestClient) -> None:  # type: ignore[type-arg]
-    """/layout.html is the GPU sections the page embeds, not cached, so the script can swap them in."""
-    fragment = await (await client.get("/layout.html")).text()
+async def test_compute_instances_sit_inside_their_gpu_instance_and_have_rows(client: TestClient) -> None:  # type: ignore[type-arg]
+    """The 7g instance shared by three compute instances draws three boxes in its compute row and lists them."""
+    cards = sections(await (await client.get("/")).text())
+    assert cards[4].count('class="mig-ci"') == 3 and cards[5].count('class="mig-ci"') == 3
+    assert cards[0].count('class="mig-ci"') == 0  # a GI whose one compute instance spans it is drawn whole
+    rows = re.findall(r'<tr class="ci"><td>CI (\d)</td><td>([^<]+)</td>', cards[4])
+    assert rows == [("0", "4c.7g.80gb"), ("1", "2c.7g.80gb"), ("2", "1c.7g.80gb")]
+
+
+async def test_legend_explains_the_activity_scale_idle_and_free_slices(client: TestClient) -> None:  # type: ignore[type-arg]
+    """Above the cards, one legend: the colour scale from 0% to 100%, what idle means, and a free slice."""
     page = await (await client.get("/")).text()
-    assert fragment.startswith("<p class='summary'") and fragment in page
-    assert "24 GPU instances, <b class='idle'>5 idle</b>" in fragment
+    legend = page[page.index('aria-label="legend of the slice maps"') : page.index("</svg>", page.index("legend"))]
+    assert re.findall(r">([^<>]+)</text>", legend) == [
+        "activity",
+        "0%",
+        "50%",
+        "100%",
+        "idle: mean activity under 5% over 5m",
+        "free slice",
+    ]
+    assert page.index("legend of the slice maps") < page.index('<section class="gpu')
+
+
+async def test_fragment_is_the_live_part_of_the_page(client: TestClient) -> None:  # type: ignore[type-arg]
+    """/layout.html is the part of the page the script swaps in, not cached."""
+    response = await client.get("/layout.html")
+    fragment = await response.text()
+    page = await (await client.get("/")).text()
+    assert response.headers["Cache-Control"] == "no-store"
+    assert fragment.startswith('<div class="summary-bar">') and fragment in page
+    assert '24 GPU instances, <b class="idle">5 idle</b> (mean activity under 5% over the last 5m)' in fragment
+
+
+def _view(dgx: Simulator, window: ActivityWindow, t: float = BURST_HIGH, **kw: object) -> LayoutView:
+    return layout(snapshot_at(dgx, t), window, "synthetic", **kw)  # type: ignore[arg-type]
 
 
 def test_a_pause_between_bursts_is_not_idle(dgx: Simulator) -> None:
@@ -84,22 +139,46 @@ def test_a_pause_between_bursts_is_not_idle(dgx: Simulator) -> None:
     end = BURST_HIGH + 290  # in the quiet half of GPU 0's bursty slice
     for i in range(31):
         window.update(snapshot_at(dgx, end - 300 + i * 10))
-    data = layout(snapshot_at(dgx, end), window, "synthetic")
-    bursty = next(i for i in data["gpus"][0]["instances"] if i["gi"] == 5)
-    assert bursty["activity"] == 0 and bursty["activity_5m"] == pytest.approx(0.475, abs=0.05)
-    assert not bursty["idle"]
-    assert {(g["gpu"], i["gi"]) for g in data["gpus"] for i in g["instances"] if i["idle"]} == idle_keys(dgx)
-    assert "over 5 min)" in layout_fragment(data)
+    view = _view(dgx, window, end)
+    bursty = next(i for i in view.gpus[0].instances if i.gi == 5)
+    assert bursty.activity == 0 and bursty.activity_5m == pytest.approx(0.475, abs=0.05) and not bursty.idle
+    assert {(g.gpu, i.gi) for g in view.gpus for i in g.instances if i.idle} == idle_keys(dgx)
+    assert not view.window_filling and 'class="filling"' not in layout_fragment(view)
 
 
-def test_early_idle_marks_say_how_much_history_they_rest_on(dgx: Simulator) -> None:
-    """Shortly after start the page says how many seconds of the 5-minute window it has sampled."""
+def test_while_the_window_fills_the_idle_count_says_what_it_rests_on(dgx: Simulator) -> None:
+    """Shortly after start the summary says how much of the 5-minute window is sampled, and when it is full."""
     window = ActivityWindow()
-    for t in (BURST_HIGH, BURST_HIGH + 2):
+    for t in (BURST_HIGH, BURST_HIGH + 42):
         window.update(snapshot_at(dgx, t))
-    assert "over 5 min, 2 s of it sampled so far" in layout_fragment(
-        layout(snapshot_at(dgx, BURST_HIGH + 2), window, "x")
+    fragment = layout_fragment(_view(dgx, window, BURST_HIGH + 42))
+    assert re.search(
+        r'<p class="filling">Only 42s of the 5m window sampled so far: the idle count rests on that and settles '
+        r"once the window is full, at \d\d:\d\d:\d\d\.</p>",
+        fragment,
     )
+
+
+def test_pods_holding_each_slice_are_listed_when_attribution_is_on(dgx: Simulator) -> None:
+    """With a kubelet, each card's table names the pods on each GPU instance and compute instance, escaped."""
+    snapshot = snapshot_at(dgx, BURST_HIGH)
+    gpu4 = snapshot.topology.gpus[4].instances[0].compute_instances[1].mig_uuid
+    hostile = Allocation("nvidia.com/mig-2c.7g.80gb", gpu4, Holder("ml", "<script>x</script>", "c"))
+    kubelet = Kubelet(snapshot, (hostile,))
+    view = layout(snapshot, ActivityWindow(), "synthetic", kubelet)
+    assert view.attribution
+    gi1 = next(i for i in view.gpus[1].instances if i.gi == 1)
+    assert [str(p) for p in gi1.pods] == ["research/train-a"] and gi1.pods[0].container == "trainer"
+    assert [str(p) for p in view.gpus[7].pods] == ["training/llm"]
+    cards = sections(landing_page(view, 1.0))
+    assert "<th>pods</th>" in cards[1] and '<td title="research/train-a">research/train-a</td>' in cards[1]
+    assert "notebooks/alice, notebooks/bob" in cards[5]  # time-sliced: both holders of one slice
+    assert "ml/&lt;script&gt;x&lt;/script&gt;" in cards[4] and "<script>x" not in cards[4]
+    assert "held by training/llm" in cards[7]
+    assert layout(snapshot, ActivityWindow(), "synthetic", None).as_json()["attribution"] is False
+    kubelet.kubelet_up = None  # no socket: attribution is off, no pods column
+    off = layout_fragment(layout(snapshot, ActivityWindow(), "synthetic", kubelet))
+    assert "<th>pods</th>" not in off
 
 
 def test_window_forgets_instances_that_no_longer_exist(dgx: Simulator) -> None:
@@ -117,13 +196,13 @@ def test_without_a_sample_or_a_known_board_the_page_still_renders(dgx: Simulator
     assert "No sample yet." in landing_page(layout(None, ActivityWindow(), "nvml"), 1.0)
     snapshot = snapshot_at(dgx, BURST_HIGH)
     odd = dataclasses.replace(snapshot.topology.gpus[1], board="a100-7gb")
-    data = layout(
+    view = layout(
         dataclasses.replace(snapshot, topology=dataclasses.replace(snapshot.topology, gpus=(odd,))),
         ActivityWindow(),
         "x",
     )
-    fragment = layout_fragment(data)
-    assert "No slice map: unknown GPU board &#x27;a100-7gb&#x27;" in fragment and "<svg" not in fragment
+    fragment = layout_fragment(view)
+    assert "No slice map: unknown GPU board &#39;a100-7gb&#39;" in fragment and fragment.count("<svg") == 1  # legend
     assert fragment.count("<td>3g.40gb</td>") == 2
 
 
@@ -136,5 +215,14 @@ def test_instances_without_placement_get_a_table_but_no_slice_map(dgx: Simulator
     )
     topology = dataclasses.replace(snapshot.topology, gpus=(unplaced,))
     fragment = layout_fragment(layout(dataclasses.replace(snapshot, topology=topology), ActivityWindow(), "dcgm"))
-    assert "no slice map: this source does not report placements" in fragment and "<svg" not in fragment
+    assert "No slice map: this source does not report placements." in fragment and fragment.count("<svg") == 1
     assert fragment.count("<td>?</td>") == 2
+
+
+def test_a_stale_gpu_is_marked_on_its_card(dgx: Simulator) -> None:
+    """A GPU without a fresh sample keeps its card, greyed and badged, with its values missing."""
+    snapshot = snapshot_at(dgx, BURST_HIGH)
+    stale = dataclasses.replace(snapshot, samples={k: v for k, v in snapshot.samples.items() if k != 2})
+    cards = sections(layout_fragment(layout(stale, ActivityWindow(), "synthetic")))
+    assert '<span class="badge">stale: no fresh sample</span>' in cards[2]
+    assert cards[2].count('<td class="num">-</td>') == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -311,6 +312,27 @@ def test_two_media_extension_profiles_break_the_one_per_gpu_rule() -> None:
     b = _odd_board()
     plan = place(b, [b.profile("1g.z+me")] * 2)
     assert plan.reason == "at most one +me profile fits a GPU, asked for 2"
+
+
+@pytest.mark.parametrize(
+    ("profiles", "starts", "reason"),
+    [
+        (["1g.z+me", "1g.z+me"], [0, 1], "at most one +me profile fits a GPU, asked for 2"),
+        (["1g.u", "1g.u"], [0, 1], "2 x 1g.u exceeds its maximum of 1 per GPU"),
+        (["4g.v", "4g.v"], [0, 1], "needs 8 compute slices, odd has 7"),
+    ],
+)
+def test_the_planner_and_layout_validation_give_the_same_reason(
+    profiles: list[str], starts: list[int], reason: str
+) -> None:
+    """The count, +me and slice rules live in one place: `place` and `validate_layout` name the same broken rule."""
+    odd = _odd_board()
+    extra = (GiProfile("1g.u", 96, 1, 1, 1, 16, 9.0, (0, 1)), GiProfile("4g.v", 95, 7, 4, 1, 64, 9.0, (0, 1)))
+    b = Board(odd.key, odd.title, (), 80, (*odd.profiles, *extra))
+    wanted = [b.profile(name) for name in profiles]
+    assert place(b, wanted).reason == reason
+    with pytest.raises(LayoutError, match=re.escape(reason)):
+        validate_layout(b, [Placement(p, s) for p, s in zip(wanted, starts, strict=True)])
 
 
 def test_fleet_packing_refuses_a_board_with_another_geometry() -> None:

@@ -8,7 +8,6 @@ memory to the byte.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -252,8 +251,8 @@ def test_report_exits_2_when_the_data_cannot_answer(stack: Stack, args: list[str
 
 @pytest.fixture
 async def proxy(stack: Stack, aiohttp_server: AiohttpServer) -> str:
-    """A Thanos-like front: the API under /thanos/, only with the bearer token `s3cret` or basic auth ops:pw."""
-    allowed = {"Bearer s3cret", "Basic " + base64.b64encode(b"ops:pw").decode()}
+    """A Thanos-like front: the API under /thanos/, only with the bearer token `s3cret` or basic auth ops:pü."""
+    allowed = {"Bearer s3cret", "Basic b3BzOnDDvA=="}  # base64 of "ops:pü" in UTF-8, as curl -u sends it
 
     async def forward(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") not in allowed:
@@ -284,7 +283,7 @@ async def test_report_reads_through_a_path_prefix_with_a_bearer_token(stack: Sta
     assert result.gpus_today == 5
     assert {i.key.node for i in result.instances} == {"node-a:9401", "node-b:9401"}
     password = tmp_path / "password"
-    password.write_text("pw")
+    password.write_text("pü")
     basic = [*argv[:-1], "--basic-auth-user", "ops", "--basic-auth-password-file", str(password)]
     assert (await review(options_from(build_parser().parse_args(basic), time.time()))).gpus_today == 5
     token.write_text("wrong")

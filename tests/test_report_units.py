@@ -16,11 +16,12 @@ from pytest_aiohttp import AiohttpServer
 
 from exporter.cli.main import build_parser
 from exporter.cli.report import ProgressBar, options_from
-from exporter.mig.catalog import GIB, board
+from exporter.mig.catalog import board
 from exporter.report.prometheus import MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusError, chunks
 from exporter.report.rightsize import Policy, recommend
-from exporter.report.stats import Accumulator, Grid, Summary
+from exporter.report.stats import Accumulator, Grid, InstanceKey, Summary, label_number
 from exporter.timespec import format_duration, parse_duration
+from exporter.units import GIB
 from tests.support.processes import free_port
 
 H100 = board("h100-80gb")
@@ -47,6 +48,10 @@ def run_report(*args: str) -> subprocess.CompletedProcess[str]:
         (["--headroom", "lots"], "--headroom: invalid value 'lots': expected a number"),
         (["--bearer-token-file", "/nonexistent/token"], "--bearer-token-file /nonexistent/token: cannot read"),
         (["--basic-auth-user", "ops"], "--basic-auth-user and --basic-auth-password-file go together"),
+        (
+            ["--basic-auth-user", "ops:x", "--basic-auth-password-file", __file__],
+            "--basic-auth-user: invalid value 'ops:x': a user name has no ':'",
+        ),
         (["--header", "X-Scope-OrgID"], "--header: invalid value 'X-Scope-OrgID': expected NAME:VALUE"),
     ],
 )
@@ -222,11 +227,33 @@ def test_report_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
         ([], "md"),
         (["--out", "review.HTML"], "html"),
         (["--out", "review.json"], "json"),
-        (["--out", "review.txt"], "md"),
+        (["--out", "review"], "md"),
+        (["--out", "review.markdown"], "md"),
         (["--out", "review.html", "--output", "md"], "md"),
+        (["--out", "review.pdf", "--output", "html"], "html"),
     ],
 )
 def test_report_output_format_follows_the_out_extension(args: list[str], output: str) -> None:
-    """Without --output the format follows --out's extension (html, json), else Markdown."""
+    """Without --output the format follows --out's extension (html, json), Markdown when it has none."""
     parsed = build_parser().parse_args(["report", "--prometheus", "http://127.0.0.1:9090", *args])
     assert options_from(parsed, 1_790_000_000.0).output == output
+
+
+@pytest.mark.parametrize("out", ["r.pdf", "review.txt", "r.HTML.gz"])
+def test_report_out_with_an_unknown_extension_exits_2_and_writes_nothing(tmp_path: Path, out: str) -> None:
+    """`--out r.pdf` is refused before any query (it would be Markdown in a .pdf), naming the known extensions."""
+    result = run_report("--prometheus", "http://127.0.0.1:1", "--out", str(tmp_path / out))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    suffix = Path(out).suffix
+    assert (
+        f"--out {tmp_path / out}: unknown extension {suffix!r}: use .md, .markdown, .html, .htm, .json" in result.stderr
+    )
+    assert "or name the format with --output {md,html,json}" in result.stderr
+    assert not (tmp_path / out).exists()
+
+
+def test_label_numbers_sort_numerically_and_odd_labels_are_kept() -> None:
+    """GPU and GI labels sort as numbers; one that is not (empty, a superscript digit) sorts first and stays text."""
+    keys = [InstanceKey("n", gpu, "1", "1g.10gb") for gpu in ("10", "2", "²", "")]
+    assert [k.gpu for k in sorted(keys, key=InstanceKey.sort_key)] == ["²", "", "2", "10"]
+    assert (label_number("7", None), label_number("²", None), label_number("", "none")) == (7, None, "none")

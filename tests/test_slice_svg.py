@@ -1,4 +1,4 @@
-"""The SVG slice map that the landing page and the capacity report reuse."""
+"""The SVG slice maps the landing page, the planner and the capacity report share, and the drawing toolkit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from exporter.mig.catalog import board
-from exporter.mig.svg import SliceBox, slice_map_svg
+from exporter.mig.svg import ACTIVITY, ComputeBox, SliceBox, activity_legend_svg, slice_map_svg, whole_gpu_svg
+from exporter.svg import drawing, text_width
+from exporter.units import GIB, gib, percent
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 
@@ -54,7 +56,7 @@ def test_idle_boxes_are_hatched_and_labelled() -> None:
 
 def test_labels_and_titles_are_escaped() -> None:
     """Markup in labels and titles is text, so the document stays well-formed."""
-    svg = slice_map_svg(board("h100-80gb"), [SliceBox(0, 1, 1, '<b>&"x"')], title="gpu <0> & co")
+    svg = slice_map_svg(board("h100-80gb"), [SliceBox(0, 4, 4, '<b>&"x"')], title="gpu <0> & co")
     root = ET.fromstring(svg)
     assert root.find("svg:title", NS).text == "gpu <0> & co"  # type: ignore[union-attr]
     assert '<b>&"x"' in [t.text for t in root.iter(f"{{{NS['svg']}}}text")]
@@ -78,3 +80,84 @@ def test_the_map_renders_in_a_browser(artifacts: Path) -> None:
     )
     (artifacts / "slice-map.svg").write_text(svg)
     assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ') and svg.endswith("</svg>\n")
+
+
+def _rect(element: ET.Element) -> tuple[float, float, float, float]:
+    return tuple(float(element.get(k, 0)) for k in ("x", "y", "width", "height"))  # type: ignore[return-value]
+
+
+def test_compute_instances_are_drawn_inside_their_gpu_instance() -> None:
+    """A 7g instance with three compute instances shows three boxes within its compute row, sized by slices."""
+    cis = (ComputeBox("CI 0", 2, 0.9), ComputeBox("CI 1", 2, 0.0), ComputeBox("CI 2", 3, 0.5, "ml/trainer"))
+    svg = slice_map_svg(board("h100-80gb"), [SliceBox(0, 8, 7, "7g.80gb", 0.47, compute_instances=cis)])
+    (group,) = boxes(svg)
+    gx, gy, gw, gh = _rect(group.findall("svg:rect", NS)[0])
+    parts = group.findall("svg:g", NS)
+    assert [p.get("class") for p in parts] == ["mig-ci"] * 3
+    assert [p.find("svg:title", NS).text for p in parts] == ["CI 0: 90%", "CI 1: 0%", "CI 2: 50%\nml/trainer"]  # type: ignore[union-attr]
+    widths = []
+    for part in parts:
+        x, y, w, h = _rect(part.find("svg:rect", NS))  # type: ignore[arg-type]
+        assert gx <= x and x + w <= gx + gw and gy <= y and y + h <= gy + gh
+        widths.append(w)
+    assert widths[2] / widths[0] == pytest.approx(1.5, rel=0.05)
+    assert [t.text for t in parts[0].findall("svg:text", NS)] == ["CI 0 · 90%"]
+
+
+def test_labels_fit_their_boxes_or_fall_back_to_shorter_ones() -> None:
+    """Every label is narrower than its box: a 1-slice box shows its profile at 10 px, a +me one its short name."""
+    svg = slice_map_svg(
+        board("h100-80gb"),
+        [
+            SliceBox(0, 4, 3, "3g.40gb", 0.7, detail="31.6/39.5 GiB"),
+            SliceBox(4, 1, 1, "1g.10gb", 0.2, detail="1.0/9.8 GiB"),
+            SliceBox(5, 1, 1, "1g.10gb+me", 0.0, idle=True),
+        ],
+    )
+    wide, narrow, media = boxes(svg)
+    assert [t.text for t in wide.findall("svg:text", NS)] == ["3g.40gb", "70% · 31.6/39.5 GiB"]
+    assert [(t.text, t.get("font-size")) for t in narrow.findall("svg:text", NS)] == [("1g.10gb", "10"), ("20%", "11")]
+    assert [t.text for t in media.findall("svg:text", NS)][:2] == ["1g+me", "0%"]
+    for group in (wide, narrow, media):
+        box_width = float(group.findall("svg:rect", NS)[1].get("width", 0))
+        for t in group.findall("svg:text", NS):
+            assert text_width(t.text or "", float(t.get("font-size", 11))) <= box_width
+
+
+def test_idle_labels_have_a_halo_that_keeps_them_readable_on_the_stripes() -> None:
+    """Text on a hatched box is drawn over a white outline (paint-order stroke)."""
+    (group,) = boxes(slice_map_svg(board("h100-80gb"), [SliceBox(0, 2, 2, "2g.20gb", 0.01, idle=True)]))
+    for t in group.findall("svg:text", NS):
+        assert (t.get("stroke"), t.get("paint-order")) == ("#ffffff", "stroke")
+
+
+def test_whole_gpu_and_legend_drawings() -> None:
+    """A MIG-disabled GPU is one shaded box the size of a map; the legend shows the scale, idle and free slices."""
+    whole = ET.fromstring(whole_gpu_svg("GPU 7", "whole GPU (MIG disabled)", 0.65, "64.0/79.6 GiB"))
+    (group,) = whole.findall("svg:g", NS)
+    assert group.get("class") == "mig-whole" and group.find("svg:rect", NS).get("fill") == ACTIVITY.fill(0.65)  # type: ignore[union-attr]
+    assert [t.text for t in group.findall("svg:text", NS)] == ["whole GPU (MIG disabled)", "65% · 64.0/79.6 GiB"]
+    legend = activity_legend_svg("mean activity under 5% over 5 min")
+    texts = [t.text for t in ET.fromstring(legend).iter(f"{{{NS['svg']}}}text")]
+    assert texts == ["activity", "0%", "50%", "100%", "idle: mean activity under 5% over 5 min", "free slice"]
+
+
+def test_the_colour_scale_keeps_text_readable() -> None:
+    """Dark ink on the light end of the activity scale, white ink on the dark end; values are clamped."""
+    assert ACTIVITY.ink(0.0) == "#102a43" and ACTIVITY.ink(1.0) == "#ffffff"
+    assert ACTIVITY.fill(-1) == ACTIVITY.fill(0) == "#deebf7" and ACTIVITY.fill(2) == "#084594"
+
+
+def test_svg_attributes_are_dashed_compact_and_escaped() -> None:
+    """Keyword arguments become SVG attribute names, numbers are short, text and attributes are escaped."""
+    svg = drawing(100, 50.5, 'a "b" <c>')
+    svg.text(1.0, 2.25, "x < y & z", font_size=10, text_anchor="end", class_="t", fill=None)
+    out = svg.to_string()
+    assert 'viewBox="0 0 100 50.5"' in out and 'aria-label="a &quot;b&quot; &lt;c&gt;"' in out
+    assert '<text x="1" y="2.25" font-size="10" text-anchor="end" class="t">x &lt; y &amp; z</text>' in out
+
+
+def test_units_read_as_people_write_them() -> None:
+    """Percentages and GiB, with a dash for a value that is missing."""
+    assert (percent(0.417), percent(0.417, 1), percent(None)) == ("42%", "41.7%", "-")
+    assert (gib(3 * GIB / 2), gib(GIB, 0), gib(GIB, unit=False), gib(None)) == ("1.5 GiB", "1 GiB", "1.0", "-")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import shutil
 import signal
@@ -16,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import encode_basic_auth
 from aiohttp.test_utils import TestClient
 
 from exporter.http import webconfig
@@ -192,7 +192,7 @@ def test_bad_web_config_exits_2_naming_the_key(pki_dir: Path) -> None:
 
 
 def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {"Authorization": encode_basic_auth(user, password)}
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from exporter import __version__
-from exporter.cli import doctor, history, plan, report, serve
+from exporter.cli import doctor, healthcheck, history, plan, report, serve
 from exporter.cli.settings import ConfigError, resolve
 from exporter.http.webconfig import WebConfigError
 from exporter.sources.base import SourceUnavailableError
@@ -30,22 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(commands)
     history.add_parser(commands)
     doctor.add_parser(commands)
+    healthcheck.add_parser(commands)
     return parser
 
 
-RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "serve": lambda args: serve.run(resolve(vars(args))),
+def _serve(args: argparse.Namespace) -> int:
+    return serve.run(resolve(vars(args)))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _serve,
     "plan": plan.run,
     "report": report.run,
     "simulate-history": history.run,
     "doctor": doctor.run,
+    "healthcheck": healthcheck.run,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return RUNNERS[args.command](args)
+        return COMMANDS[args.command](args)
     except (ConfigError, SourceUnavailableError, WebConfigError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2

@@ -97,6 +97,8 @@ def _credentials(args: argparse.Namespace) -> Credentials:
     if (args.basic_auth_user is None) != (args.basic_auth_password_file is None):
         raise ReportInputError("--basic-auth-user and --basic-auth-password-file go together")
     if args.basic_auth_user is not None:
+        if ":" in args.basic_auth_user:
+            raise ReportInputError(f"--basic-auth-user: invalid value {args.basic_auth_user!r}: a user name has no ':'")
         basic = (args.basic_auth_user, _read_secret("--basic-auth-password-file", args.basic_auth_password_file))
     if token and basic:
         raise ReportInputError("--bearer-token-file and --basic-auth-user exclude each other")
@@ -107,6 +109,19 @@ def _credentials(args: argparse.Namespace) -> Credentials:
             raise ReportInputError(f"--header: invalid value {header!r}: expected NAME:VALUE")
         headers[name.strip()] = value.strip()
     return Credentials(token, basic, headers)
+
+
+def _format_of(out: str | None) -> str:
+    """The format --out's extension names (Markdown where it has none); an unknown extension is an error."""
+    suffix = Path(out or "").suffix
+    if not suffix:
+        return "md"
+    if suffix.lower() not in _SUFFIXES:
+        raise ReportInputError(
+            f"--out {out}: unknown extension {suffix!r}: use {', '.join(_SUFFIXES)}, "
+            f"or name the format with --output {{{','.join(RENDERERS)}}}"
+        )
+    return _SUFFIXES[suffix.lower()]
 
 
 def options_from(args: argparse.Namespace, now: float) -> ReportOptions:
@@ -132,7 +147,7 @@ def options_from(args: argparse.Namespace, now: float) -> ReportOptions:
         raise ReportInputError(f"--end: {exc}") from None
     end = math.floor(end / step) * step
     grid = Grid(end - math.floor(window / step + 1e-9) * step, end, step)
-    output = args.output or _SUFFIXES.get(Path(args.out or "").suffix.lower(), "md")
+    output = args.output or _format_of(args.out)
     if output not in RENDERERS:
         raise ReportInputError(f"--output: invalid value {output!r}: expected one of {', '.join(RENDERERS)}")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from aiohttp import web
 
 from exporter import __version__
-from exporter.cli.settings import OPTIONS, Settings, add_option_flags
+from exporter.cli.settings import OPTIONS, Settings, add_option_flags, unknown_variables
 from exporter.exposition.dcgm import builders_for
 from exporter.exposition.native import native_families
 from exporter.exposition.pods import pod_families, with_pod_labels
@@ -52,6 +53,8 @@ def run(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for warning in unknown_variables(os.environ):
+        log.warning("%s", warning)
     web_config = WebConfigWatcher(settings.web_config) if settings.web_config else None
     options = SourceOptions(
         scenario=settings.scenario,
@@ -73,20 +76,24 @@ def run(settings: Settings) -> int:
     if web_config is not None:
         app.on_startup.append(_reload_on_sighup(web_config))
     scheme = "https" if web_config is not None and web_config.tls_enabled else "http"
-    log.info("mig-exporter %s serving %s source on %s://%s", __version__, source.name, scheme, settings.listen)
+
+    def serving(*_: object) -> None:  # aiohttp calls this once the socket is bound and the first sample taken
+        log.info("mig-exporter %s serving %s source on %s://%s", __version__, source.name, scheme, settings.listen)
+
     try:
         web.run_app(
             app,
             host=settings.listen.host,
             port=settings.listen.port,
-            print=None,
+            print=serving,
             access_log=None,
             shutdown_timeout=5,
             ssl_context=web_config.server_ssl_context() if web_config is not None else None,
             **handler_options(settings.http_idle_timeout),
         )
     except OSError as exc:
-        print(f"mig-exporter: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
+        print(f"mig-exporter: error: cannot listen on {settings.listen}: {reason}", file=sys.stderr)
         return 1
     return 0
 

@@ -7,15 +7,19 @@ is declared once in OPTIONS; its flag, environment variable and config key deriv
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from exporter.contract import defaults
+from exporter.sources import FACTORIES as SOURCES
+
+ENV_PREFIX = "MIG_EXPORTER_"
 
 
 class ConfigError(ValueError):
@@ -55,16 +59,19 @@ def positive_seconds(value: str) -> float:
     return seconds
 
 
-def choice(*allowed: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
+class Choice:
+    """A parser that accepts one of a fixed set of words; `allowed` is what `--help` lists."""
+
+    def __init__(self, *allowed: str) -> None:
+        self.allowed = allowed
+
+    def __call__(self, value: str) -> str:
+        if value not in self.allowed:
+            raise ValueError(f"expected one of {', '.join(self.allowed)}")
         return value
 
-    return parse
 
-
-def dcgm_host(value: str) -> str:
+def parse_dcgm_host(value: str) -> str:
     """`embedded`, or the host engine's HOST:PORT (HOST alone means the host engine's default port)."""
     if value == "embedded":
         return value
@@ -84,11 +91,11 @@ def boolean(value: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One `serve` setting."""
+    """One `serve` setting: a field of Settings, with its flag, environment variable and config-file key."""
 
     key: str  # the Settings field and config-file key; the flag is --key with dashes
     parse: Callable[[str], Any]
-    default: str | None
+    default: str | None  # as text, parsed like any other value; None: unset (the help says what applies)
     help: str
     metavar: str | None = None
     switch: bool = False  # a flag given without a value means "true"
@@ -99,130 +106,155 @@ class Option:
 
     @property
     def env(self) -> str:
-        return "MIG_EXPORTER_" + self.key.upper()
+        return ENV_PREFIX + self.key.upper()
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.parse.allowed if isinstance(self.parse, Choice) else ()
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "source",
-        choice("auto", "dcgm", "nvml", "synthetic"),
-        "auto",
-        "where to read GPUs from: auto tries dcgm, then nvml",
-    ),
-    Option("listen", parse_listen, defaults.LISTEN, "HOST:PORT to serve on", "HOST:PORT"),
-    Option("interval", positive_seconds, f"{defaults.INTERVAL_SECONDS:g}", "seconds between samples", "SECONDS"),
-    Option(
-        "discovery_interval",
-        positive_seconds,
-        f"{defaults.DISCOVERY_INTERVAL_SECONDS:g}",
-        "seconds between MIG layout discoveries (also after any not-found error)",
-        "SECONDS",
-    ),
-    Option(
-        "deadline",
-        positive_seconds,
-        None,
-        "seconds one GPU's sampling may take before its data is marked stale (default: the interval)",
-        "SECONDS",
-    ),
-    Option("scenario", str, "demo", "synthetic source: built-in scenario (demo, dgx-h100) or a YAML file", "NAME|FILE"),
-    Option("log_level", choice("debug", "info", "warning", "error"), "info", "log verbosity"),
-    Option(
-        "dcgm_bindings",
-        str,
-        None,
-        "dcgm source: directory of DCGM's Python bindings (default: the DCGM 4, then DCGM 3 install path)",
-        "PATH",
-    ),
-    Option(
-        "dcgm_host",
-        dcgm_host,
-        defaults.DCGM_HOST,
-        "dcgm source: HOST:PORT of nv-hostengine, or 'embedded' to start an engine in-process",
-        "HOST:PORT|embedded",
-    ),
-    Option(
-        "names",
-        choice("native", "dcgm"),
-        "native",
-        "metric names: native, or dcgm to also serve dcgm-exporter's names and labels",
-    ),
-    Option(
-        "kubelet_socket",
-        str,
-        defaults.KUBELET_SOCKET,
-        "kubelet pod-resources socket for pod attribution; empty turns attribution off",
-        "PATH",
-    ),
-    Option(
-        "kubelet_interval",
-        positive_seconds,
-        f"{defaults.KUBELET_INTERVAL_SECONDS:g}",
-        "seconds between kubelet pod-resources List calls",
-        "SECONDS",
-    ),
-    Option(
-        "pod_labels",
-        boolean,
-        "false",
-        "also put namespace, pod and container labels on the series of allocated GPUs and MIG instances",
-        "BOOL",
-        switch=True,
-    ),
-    Option(
-        "web_config",
-        str,
-        None,
-        "exporter-toolkit web-config file (TLS, basic auth, headers); re-read when it changes or on SIGHUP",
-        "FILE",
-    ),
-    Option(
-        "http_idle_timeout",
-        positive_seconds,
-        f"{defaults.HTTP_IDLE_TIMEOUT_SECONDS:g}",
-        "seconds a client connection may stay idle, or take to send a request, before it is closed",
-        "SECONDS",
-    ),
-)
+def _option(
+    parse: Callable[[str], Any], default: str | None, help: str, metavar: str | None = None, *, switch: bool = False
+) -> dict[str, Any]:
+    """The metadata that makes a Settings field a `serve` option (the field's name is the option's key)."""
+    return {"option": (parse, default, help, metavar, switch)}
 
 
 def add_option_flags(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     """One flag per option (its value resolved later by `resolve`, after the environment and the file), and --config."""
     for option in options:
         switch: dict[str, Any] = {"nargs": "?", "const": "true"} if option.switch else {}
+        default = f"; default {option.default}" if option.default else ""
         parser.add_argument(
             option.flag,
             dest=option.key,
             default=None,
-            metavar=option.metavar,
-            help=f"{option.help} (env {option.env}; default {option.default})",
+            metavar="{" + ",".join(option.choices) + "}" if option.choices else option.metavar,
+            help=f"{option.help} (env {option.env}{default})".replace("%", "%%"),
             **switch,
         )
     parser.add_argument(
         "--config",
         default=None,
         metavar="FILE",
-        help="YAML file of settings keyed like the flags (env MIG_EXPORTER_CONFIG)",
+        help=f"YAML file of settings keyed like the flags (env {CONFIG_ENV})",
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    source: str
-    listen: Listen
-    interval: float
-    discovery_interval: float
-    deadline: float | None
-    scenario: str
-    log_level: str
-    kubelet_socket: str
-    kubelet_interval: float
-    pod_labels: bool
-    dcgm_bindings: str | None = None
-    dcgm_host: str = defaults.DCGM_HOST
-    names: str = "native"
-    web_config: str | None = None
-    http_idle_timeout: float = defaults.HTTP_IDLE_TIMEOUT_SECONDS
+    """The validated `serve` settings. Each field is one option: OPTIONS, the flags and the variables derive from it."""
+
+    source: str = field(
+        metadata=_option(Choice("auto", *SOURCES), "auto", "where to read GPUs from: auto tries dcgm, then nvml")
+    )
+    listen: Listen = field(
+        metadata=_option(parse_listen, defaults.LISTEN, "address to serve on ([::1]:9401 for IPv6)", "HOST:PORT")
+    )
+    interval: float = field(
+        metadata=_option(positive_seconds, f"{defaults.INTERVAL_SECONDS:g}", "seconds between samples", "SECONDS")
+    )
+    discovery_interval: float = field(
+        metadata=_option(
+            positive_seconds,
+            f"{defaults.DISCOVERY_INTERVAL_SECONDS:g}",
+            "seconds between MIG layout discoveries (also after any not-found error)",
+            "SECONDS",
+        )
+    )
+    deadline: float | None = field(
+        metadata=_option(
+            positive_seconds,
+            None,
+            "seconds one GPU's sampling may take before its data is marked stale (default: the interval)",
+            "SECONDS",
+        )
+    )
+    scenario: str = field(
+        metadata=_option(
+            str, "demo", "synthetic source: built-in scenario (demo, dgx-h100) or a YAML file", "NAME|FILE"
+        )
+    )
+    log_level: str = field(metadata=_option(Choice("debug", "info", "warning", "error"), "info", "log verbosity"))
+    dcgm_bindings: str | None = field(
+        metadata=_option(
+            str,
+            None,
+            "dcgm source: directory of DCGM's Python bindings (default: the DCGM 4, then DCGM 3 install path)",
+            "PATH",
+        )
+    )
+    dcgm_host: str = field(
+        metadata=_option(
+            parse_dcgm_host,
+            defaults.DCGM_HOST,
+            "dcgm source: HOST:PORT of nv-hostengine, or 'embedded' to start an engine in-process",
+            "HOST:PORT|embedded",
+        )
+    )
+    names: str = field(
+        metadata=_option(
+            Choice("native", "dcgm"),
+            "native",
+            "metric names: native, or dcgm to also serve dcgm-exporter's names and labels",
+        )
+    )
+    kubelet_socket: str = field(
+        metadata=_option(
+            str,
+            defaults.KUBELET_SOCKET,
+            "kubelet pod-resources socket for pod attribution; empty turns attribution off",
+            "PATH",
+        )
+    )
+    kubelet_interval: float = field(
+        metadata=_option(
+            positive_seconds,
+            f"{defaults.KUBELET_INTERVAL_SECONDS:g}",
+            "seconds between kubelet pod-resources List calls",
+            "SECONDS",
+        )
+    )
+    pod_labels: bool = field(
+        metadata=_option(
+            boolean,
+            "false",
+            "also put namespace, pod and container labels on the series of allocated GPUs and MIG instances",
+            "BOOL",
+            switch=True,
+        )
+    )
+    web_config: str | None = field(
+        metadata=_option(
+            str,
+            None,
+            "exporter-toolkit web-config file (TLS, basic auth, headers); re-read when it changes or on SIGHUP",
+            "FILE",
+        )
+    )
+    http_idle_timeout: float = field(
+        metadata=_option(
+            positive_seconds,
+            f"{defaults.HTTP_IDLE_TIMEOUT_SECONDS:g}",
+            "seconds a client connection may stay idle, or take to send a request, before it is closed",
+            "SECONDS",
+        )
+    )
+
+
+OPTIONS: tuple[Option, ...] = tuple(Option(f.name, *f.metadata["option"]) for f in fields(Settings))
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each MIG_EXPORTER_* variable that names no setting, with the likeliest one it meant."""
+    known = {o.env for o in OPTIONS} | {CONFIG_ENV}
+    warnings = []
+    for name in sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in known):
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), [k.removeprefix(ENV_PREFIX) for k in known], 1)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else f" (known: {', '.join(sorted(known))})"
+        warnings.append(f"environment variable {name} names no setting and is ignored{hint}")
+    return warnings
 
 
 def _load_config_file(path: str) -> dict[str, str]:
@@ -249,7 +281,7 @@ def _load_config_file(path: str) -> dict[str, str]:
 
 def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] = os.environ) -> Settings:
     """Merge flags, environment and config file into validated Settings."""
-    config_path = flags.get("config") or environ.get("MIG_EXPORTER_CONFIG")
+    config_path = flags.get("config") or environ.get(CONFIG_ENV)
     from_file = _load_config_file(config_path) if config_path else {}
     values: dict[str, Any] = {}
     for option in OPTIONS:
@@ -267,5 +299,4 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] = os.env
                 break
         else:
             values[option.key] = None
-    known = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in known})
+    return Settings(**values)

@@ -23,7 +23,6 @@ from exporter.exposition.render import FamilyBuilder
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 
 MIB = 1024**2
-NAME_MODES = ("native", "dcgm")
 
 _PROFILING: dict[Field, tuple[str, str]] = {
     Field.GR_ENGINE_ACTIVE: ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "Ratio of time the graphics engine is active."),

@@ -165,7 +165,7 @@ def build_app(
     app[SAMPLER] = sampler
     app[EXPOSITION] = exposition
     app.router.add_get("/metrics", metrics)
-    add_routes(app, sampler)  # /, /layout.html, /api/layout
+    add_routes(app, sampler, attribution)  # /, /layout.html, /api/layout
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if attribution is not None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.units import GIB
+
 COMPUTE_SLICES = 7
 MEMORY_SLICES = 8
-GIB = 1024**3
 
 
 class UnknownProfileError(ValueError):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from exporter.mig.catalog import COMPUTE_SLICES, Board, GiProfile
+from exporter.mig.catalog import COMPUTE_SLICES, MEMORY_SLICES, Board, GiProfile
 
 
 class LayoutError(ValueError):
@@ -30,6 +30,29 @@ class Placement:
         return f"{self.profile.name}@{self.start}"
 
 
+def largest_first(profile: GiProfile) -> tuple[int, int, bool, str]:
+    """Sort key putting the largest profiles first (memory, then compute; +me before its plain twin)."""
+    return (-profile.memory_slices, -profile.compute_slices, not profile.is_media_extension, profile.name)
+
+
+def count_error(board: Board, profiles: Sequence[GiProfile]) -> str | None:
+    """The first rule a set of profiles breaks wherever they are placed (counts, +me, slice totals), if any."""
+    counts = Counter(p.name for p in profiles)
+    for profile in sorted(set(profiles), key=largest_first):
+        if counts[profile.name] > profile.max_count:
+            return f"{counts[profile.name]} x {profile.name} exceeds its maximum of {profile.max_count} per GPU"
+    media = sum(1 for p in profiles if p.is_media_extension)
+    if media > 1:
+        return f"at most one +me profile fits a GPU, asked for {media}"
+    compute = sum(p.compute_slices for p in profiles)
+    if compute > COMPUTE_SLICES:
+        return f"needs {compute} compute slices, {board.key} has {COMPUTE_SLICES}"
+    memory = sum(p.memory_slices for p in profiles)
+    if memory > MEMORY_SLICES:
+        return f"needs {memory} memory slices, {board.key} has {MEMORY_SLICES}"
+    return None
+
+
 def validate_layout(board: Board, placements: Iterable[Placement]) -> None:
     """Raise LayoutError for the first rule the layout breaks; return None when it is valid."""
     placed = sorted(placements, key=lambda p: p.start)
@@ -42,18 +65,9 @@ def validate_layout(board: Board, placements: Iterable[Placement]) -> None:
     for a, b in itertools.pairwise(placed):
         if b.start < a.end:
             raise LayoutError(f"{a} and {b} overlap in memory slices {b.start}..{min(a.end, b.end) - 1}")
-    counts = Counter(p.profile.name for p in placed)
-    for p in placed:
-        if counts[p.profile.name] > p.profile.max_count:
-            raise LayoutError(
-                f"{counts[p.profile.name]} x {p.profile.name} exceeds its maximum of {p.profile.max_count} per GPU"
-            )
-    media = [p for p in placed if p.profile.is_media_extension]
-    if len(media) > 1:
-        raise LayoutError(f"at most one +me profile per GPU, found {len(media)}")
-    compute = sum(p.profile.compute_slices for p in placed)
-    if compute > COMPUTE_SLICES:
-        raise LayoutError(f"layout needs {compute} compute slices, the GPU has {COMPUTE_SLICES}")
+    error = count_error(board, [p.profile for p in placed])
+    if error is not None:
+        raise LayoutError(error)
 
 
 def find_placement(

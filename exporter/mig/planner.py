@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from exporter.mig.catalog import COMPUTE_SLICES, MEMORY_SLICES, Board, GiProfile
-from exporter.mig.placement import Placement
+from exporter.mig.placement import Placement, count_error, largest_first
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,34 +51,11 @@ class Plan:
         return runs
 
 
-def _size_order(profile: GiProfile) -> tuple[int, int, bool, str]:
-    """Sort key putting the largest profiles first (memory, then compute; +me before its plain twin)."""
-    return (-profile.memory_slices, -profile.compute_slices, not profile.is_media_extension, profile.name)
-
-
 def _mask(placements: Sequence[Placement]) -> int:
     taken = 0
     for p in placements:
         taken |= ((1 << p.profile.memory_slices) - 1) << p.start
     return taken
-
-
-def _aggregate_error(board: Board, profiles: Sequence[GiProfile]) -> str | None:
-    """The first rule a set of profiles breaks regardless of where they are placed, if any."""
-    counts = Counter(p.name for p in profiles)
-    for profile in sorted(set(profiles), key=_size_order):
-        if counts[profile.name] > profile.max_count:
-            return f"{counts[profile.name]} x {profile.name} exceeds its maximum of {profile.max_count} per GPU"
-    media = sum(1 for p in profiles if p.is_media_extension)
-    if media > 1:
-        return f"at most one +me profile fits a GPU, asked for {media}"
-    compute = sum(p.compute_slices for p in profiles)
-    if compute > COMPUTE_SLICES:
-        return f"needs {compute} compute slices, {board.key} has {COMPUTE_SLICES}"
-    memory = sum(p.memory_slices for p in profiles)
-    if memory > MEMORY_SLICES:
-        return f"needs {memory} memory slices, {board.key} has {MEMORY_SLICES}"
-    return None
 
 
 def _headroom(board: Board, placements: Sequence[Placement]) -> tuple[int, ...]:
@@ -88,7 +65,7 @@ def _headroom(board: Board, placements: Sequence[Placement]) -> tuple[int, ...]:
     compute_left = COMPUTE_SLICES - sum(p.profile.compute_slices for p in placements)
     media_used = any(p.profile.is_media_extension for p in placements)
     out = []
-    for profile in sorted(board.profiles, key=_size_order):
+    for profile in sorted(board.profiles, key=largest_first):
         # Equal-size intervals: taking the lowest free start each time packs the most.
         fit, mask0, free = 0, (1 << profile.memory_slices) - 1, taken
         for start in profile.starts:
@@ -109,7 +86,7 @@ def _runs_desc(taken: int) -> tuple[int, ...]:
 
 def _placement_reason(profiles: Sequence[GiProfile]) -> str:
     """Why profiles that pass the slice and count rules still find no arrangement."""
-    parts = ", ".join(f"{p.name} at {'/'.join(map(str, p.starts))}" for p in sorted(set(profiles), key=_size_order))
+    parts = ", ".join(f"{p.name} at {'/'.join(map(str, p.starts))}" for p in sorted(set(profiles), key=largest_first))
     return f"no arrangement of allowed starts avoids overlapping memory slices ({parts})"
 
 
@@ -121,7 +98,7 @@ def place(board: Board, profiles: Sequence[GiProfile]) -> Plan:
     wanted = list(profiles)
     for p in wanted:
         board.profile(p.name)
-    error = _aggregate_error(board, wanted)
+    error = count_error(board, wanted)
     if error is None:
         best = _best_arrangement(board, wanted)
         if best is None:
@@ -130,7 +107,7 @@ def place(board: Board, profiles: Sequence[GiProfile]) -> Plan:
         return Plan(board, False, [], error, COMPUTE_SLICES, MEMORY_SLICES, ())
     assert best is not None
     headroom = _headroom(board, best)
-    ordered = sorted(board.profiles, key=_size_order)
+    ordered = sorted(board.profiles, key=largest_first)
     still = tuple(p for p in board.profiles if headroom[ordered.index(p)] > 0)
     return Plan(
         board,
@@ -145,7 +122,7 @@ def place(board: Board, profiles: Sequence[GiProfile]) -> Plan:
 
 def _best_arrangement(board: Board, wanted: list[GiProfile]) -> list[Placement] | None:
     """Every valid arrangement, scored; identical profiles take increasing starts to skip mirror images."""
-    order = sorted(range(len(wanted)), key=lambda i: (_size_order(wanted[i]), i))
+    order = sorted(range(len(wanted)), key=lambda i: (largest_first(wanted[i]), i))
     starts = [0] * len(wanted)
     best: list[Placement] | None = None
     best_key: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
@@ -328,7 +305,7 @@ def pack(board: Board, demand: Sequence[GiProfile]) -> list[list[Placement]]:
     assert left == 0
     layouts = [[roles["7g"]]] * n["7g"] + [[roles[v] for _, v in sorted(s.items()) if v in roles] for s in slots]
     assert len(layouts) == n["7g"] + gpus
-    return [list(_layout(board, tuple(sorted(profiles, key=_size_order)))) for profiles in layouts]
+    return [list(_layout(board, tuple(sorted(profiles, key=largest_first)))) for profiles in layouts]
 
 
 @cache

@@ -7,7 +7,6 @@ asked of which server and why it failed, for the CLI to print and exit 2.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import math
 import re
@@ -104,9 +103,8 @@ class PrometheusClient:
         headers = dict(self._credentials.headers)
         if self._credentials.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self._credentials.bearer_token}"
-        if self._credentials.basic_auth is not None:
-            pair = ":".join(self._credentials.basic_auth).encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        if self._credentials.basic_auth is not None:  # UTF-8, as curl -u and Prometheus' own client send it
+            headers["Authorization"] = aiohttp.encode_basic_auth(*self._credentials.basic_auth)
         self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self
 

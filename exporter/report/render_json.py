@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.report.review import InstanceResult, NodePlan, Review
+from exporter.report.stats import label_number
 from exporter.timespec import format_duration
 
 
 def _index(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
+    return label_number(text, text)
 
 
 def _iso(seconds: float) -> str:

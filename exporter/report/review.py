@@ -19,7 +19,7 @@ from exporter.mig.placement import Placement, validate_layout
 from exporter.mig.planner import pack
 from exporter.report.collect import History, InstanceSeen
 from exporter.report.rightsize import Policy, Recommendation, recommend
-from exporter.report.stats import Grid, InstanceKey, Summary
+from exporter.report.stats import Grid, InstanceKey, Summary, label_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ def build_review(history: History, policy: Policy) -> Review:
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)  # (node, board key) -> GPU indexes
     boards: dict[str, Board] = {}
     unplanned: list[str] = []
-    for (node, index), gpu in sorted(history.gpus.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]))):
+    for (node, index), gpu in sorted(history.gpus.items(), key=lambda kv: (kv[0][0], label_number(kv[0][1], -1))):
         if not gpu.present:
             continue
         if not gpu.mig_enabled:
@@ -181,7 +181,7 @@ def build_review(history: History, policy: Policy) -> Review:
         else:
             boards[gpu.board.key] = gpu.board
             groups[(node, gpu.board.key)].append(index)
-    for node, index in sorted(by_gpu, key=lambda k: (k[0], _num(k[1]))):
+    for node, index in sorted(by_gpu, key=lambda k: (k[0], label_number(k[1], -1))):
         gpu = history.gpus.get((node, index))
         if gpu is None or not gpu.present:
             unplanned.append(f"{node} GPU {index}: no mig_gpu_info at the end of the window, its instances are kept")
@@ -218,7 +218,3 @@ def build_review(history: History, policy: Policy) -> Review:
         fleet,
         tuple(unplanned),
     )
-
-
-def _num(text: str) -> int:
-    return int(text) if text.isdigit() else -1

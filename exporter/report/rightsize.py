@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from exporter.contract.thresholds import IDLE_RATIO
-from exporter.mig.catalog import GIB, Board, GiProfile
+from exporter.mig.catalog import Board, GiProfile
 from exporter.report.stats import Summary
+from exporter.units import gib, percent
 
 Action = Literal["keep", "resize", "reclaim"]
 
@@ -43,12 +44,12 @@ def recommend(summary: Summary, current: GiProfile, board: Board, policy: Policy
     demand = summary.p95 * current.compute_slices * (1 + policy.compute_headroom)
     memory = summary.memory_max_bytes * (1 + policy.memory_headroom)
     if summary.p95 < policy.idle_threshold:
-        held = f"; it still holds up to {summary.memory_max_bytes / GIB:.1f} GiB" if summary.memory_max_bytes else ""
+        held = f"; it still holds up to {gib(summary.memory_max_bytes)}" if summary.memory_max_bytes else ""
         return Recommendation(
             "reclaim",
             None,
-            f"idle {summary.idle_fraction:.0%} of the window (p95 activity {summary.p95:.1%} "
-            f"< {policy.idle_threshold:.0%}){held}",
+            f"idle {percent(summary.idle_fraction)} of the window (p95 activity {percent(summary.p95, 1)} "
+            f"< {percent(policy.idle_threshold)}){held}",
             demand,
             memory,
         )
@@ -57,7 +58,7 @@ def recommend(summary: Summary, current: GiProfile, board: Board, policy: Policy
         key=lambda p: (p.compute_slices, p.memory_slices),
     )
     fitting = [p for p in candidates if p.compute_slices >= demand - 1e-9 and p.memory_bytes >= memory]
-    needs = f"p95 demand {demand:.2f} compute slices, peak memory {memory / GIB:.1f} GiB with headroom"
+    needs = f"p95 demand {demand:.2f} compute slices, peak memory {gib(memory)} with headroom"
     if not fitting or _larger(fitting[0], current):
         return Recommendation("keep", current.name, f"busy: {needs} (at or above its size)", demand, memory)
     best = fitting[0]

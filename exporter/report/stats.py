@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 HISTOGRAM_BINS = 1000
 HEAT_COLUMNS = 168
 P95 = 0.95
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +31,12 @@ class InstanceKey:
     profile: str
 
     def sort_key(self) -> tuple[str, int, int, str]:
-        return (self.node, _int(self.gpu), _int(self.gi), self.profile)
+        return (self.node, label_number(self.gpu, -1), label_number(self.gi, -1), self.profile)
 
 
-def _int(text: str) -> int:
-    return int(text) if text.isdigit() else -1
+def label_number(text: str, otherwise: T) -> int | T:
+    """The number a `gpu` or `gi` label holds ("3" -> 3), or `otherwise` for any other text ("", "²", "x")."""
+    return int(text) if text.isascii() and text.isdigit() else otherwise
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.mig.catalog import GIB
 from exporter.report.review import InstanceResult, NodePlan, Review
 from exporter.timespec import format_duration, format_time
+from exporter.units import gib, percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,22 +15,14 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
 
 
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / GIB:.1f} GiB"
-
-
 def window_line(review: Review) -> str:
     g = review.grid
     p = review.policy
     return (
         f"Prometheus {review.url}, window {format_duration(g.end - g.start)} "
         f"({format_time(g.start)} to {format_time(g.end)}), step {format_duration(g.step)}. "
-        f"Idle below {p.idle_threshold:.0%} activity; headroom {p.compute_headroom:.0%} on compute, "
-        f"{p.memory_headroom:.0%} on memory."
+        f"Idle below {percent(p.idle_threshold)} activity; headroom {percent(p.compute_headroom)} on compute, "
+        f"{percent(p.memory_headroom)} on memory."
     )
 
 
@@ -101,10 +93,10 @@ def instance_table(review: Review) -> Table:
                 inst.key.gi,
                 inst.key.profile,
                 _pods(inst),
-                pct(s.mean if s else None),
-                pct(s.p95 if s else None),
-                pct(s.max if s else None),
-                pct(s.idle_fraction if s else None),
+                percent(s.mean if s else None, 1),
+                percent(s.p95 if s else None, 1),
+                percent(s.max if s else None, 1),
+                percent(s.idle_fraction if s else None, 1),
                 gib(s.memory_mean_bytes if s else None),
                 gib(s.memory_max_bytes if s else None),
                 rec.action,

@@ -35,7 +35,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar
 
-from exporter.mig.catalog import COMPUTE_SLICES, GIB, MEMORY_SLICES, Board, board_for_model
+from exporter.mig.catalog import COMPUTE_SLICES, MEMORY_SLICES, Board, board_for_model
 from exporter.model import (
     ACTIVITY_FIELDS,
     ComputeInstance,
@@ -48,6 +48,7 @@ from exporter.model import (
 )
 from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.driver_threads import in_driver_thread
+from exporter.units import GIB
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,9 @@ BARE_IMAGE_PACKAGES = (
     "torch",
 )
 CHECKOUT_PACKAGES = ("exporter", "tests", "bench")
+# What torch itself requires (its wheel's Requires-Dist, CUDA libraries left out), so the image has these even
+# though they are not installed here alongside a torch: Jinja2 (the landing page's templates) among them.
+TORCH_REQUIRES = ("filelock", "typing-extensions", "sympy", "networkx", "jinja2", "fsspec")
 
 SITE = Path(__file__).resolve().parent / "bare_site"  # its sitecustomize hides what the image lacks
 
@@ -49,7 +52,9 @@ def bare_image_distributions(packages: tuple[str, ...] = BARE_IMAGE_PACKAGES) ->
         try:
             requires = metadata.requires(name) or []
         except metadata.PackageNotFoundError:
-            continue  # not installed here (torch): nothing of it can be imported anyway
+            if name == "torch":  # not installed here: its own requirements still are there
+                todo.extend(_name(r) for r in TORCH_REQUIRES)
+            continue  # nothing of it can be imported here anyway
         seen.add(name)
         for line in requires:
             requirement = Requirement(line)

@@ -41,6 +41,17 @@ def http_get(
         return exc.code, dict(exc.headers), exc.read()
 
 
+def terminate(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int:
+    """Stop a child process: SIGTERM, then SIGKILL if it has not exited after `timeout` seconds; its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(timeout=5)
+
+
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll `predicate` until it returns a truthy value; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -94,12 +105,7 @@ class ExporterProcess:
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=5)
+        return terminate(self.proc)
 
     def __enter__(self) -> ExporterProcess:
         return self.start()
@@ -181,13 +187,8 @@ class PrometheusServer:
         return wait_until(lambda: (r := self.query(expr)) and len(r) >= min_count and r, timeout, f"series {expr}")  # type: ignore[no-any-return]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            terminate(self.proc, timeout=15)
 
     def __enter__(self) -> PrometheusServer:
         return self.start()

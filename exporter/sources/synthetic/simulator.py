@@ -13,7 +13,7 @@ import uuid as uuidlib
 from collections.abc import Mapping
 from dataclasses import replace
 
-from exporter.mig.catalog import COMPUTE_SLICES, GIB
+from exporter.mig.catalog import COMPUTE_SLICES
 from exporter.model import (
     ACTIVITY_FIELDS,
     ComputeInstance,
@@ -26,6 +26,7 @@ from exporter.model import (
 )
 from exporter.sources.synthetic.patterns import evaluate
 from exporter.sources.synthetic.scenario import ComputeInstanceSpec, GpuSpec, InstanceSpec, Scenario
+from exporter.units import GIB
 
 IDLE_POWER_WATTS = 72.0
 MAX_POWER_WATTS = 700.0
