@@ -12,6 +12,8 @@ RANKS = {
     "exporter": 0,  # the package itself: __version__
     "exporter.model": 0,
     "exporter.timespec": 0,
+    "exporter.excerpt": 0,  # short escaped quotes of untrusted values, for messages
+    "exporter.yamlfile": 1,  # the bounded YAML loader every file the exporter reads goes through
     "exporter.contract": 1,  # metric names, thresholds, defaults (reads model.Field)
     "exporter.mig": 1,
     "exporter.sources": 2,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -35,6 +35,11 @@ class Plan:
     free_compute_slices: int  # left after the placements (all 7 when it does not fit)
     free_memory_slices: int  # left after the placements (all 8 when it does not fit)
     still_fits: tuple[GiProfile, ...]  # profiles of which one more could be added; empty when it does not fit
+
+    @classmethod
+    def refused(cls, board: Board, reason: str) -> Plan:
+        """The plan of a demand that does not fit, for `reason`."""
+        return cls(board, False, [], reason, COMPUTE_SLICES, MEMORY_SLICES, ())
 
     @property
     def free_memory_runs(self) -> list[tuple[int, int]]:
@@ -63,19 +68,21 @@ def _mask(placements: Sequence[Placement]) -> int:
     return taken
 
 
-def _aggregate_error(board: Board, profiles: Sequence[GiProfile]) -> str | None:
-    """The first rule a set of profiles breaks regardless of where they are placed, if any."""
-    counts = Counter(p.name for p in profiles)
-    for profile in sorted(set(profiles), key=_size_order):
-        if counts[profile.name] > profile.max_count:
-            return f"{counts[profile.name]} x {profile.name} exceeds its maximum of {profile.max_count} per GPU"
-    media = sum(1 for p in profiles if p.is_media_extension)
+def demand_error(board: Board, counts: Mapping[GiProfile, int]) -> str | None:
+    """The first rule a demand (instances per profile) breaks on one GPU wherever they go, if any.
+
+    It works on the counts, so a demand of any size is answered without being spelled out.
+    """
+    for profile in sorted(counts, key=_size_order):
+        if counts[profile] > profile.max_count:
+            return f"{counts[profile]} x {profile.name} exceeds its maximum of {profile.max_count} per GPU"
+    media = sum(n for p, n in counts.items() if p.is_media_extension)
     if media > 1:
         return f"at most one +me profile fits a GPU, asked for {media}"
-    compute = sum(p.compute_slices for p in profiles)
+    compute = sum(p.compute_slices * n for p, n in counts.items())
     if compute > COMPUTE_SLICES:
         return f"needs {compute} compute slices, {board.key} has {COMPUTE_SLICES}"
-    memory = sum(p.memory_slices for p in profiles)
+    memory = sum(p.memory_slices * n for p, n in counts.items())
     if memory > MEMORY_SLICES:
         return f"needs {memory} memory slices, {board.key} has {MEMORY_SLICES}"
     return None
@@ -121,13 +128,13 @@ def place(board: Board, profiles: Sequence[GiProfile]) -> Plan:
     wanted = list(profiles)
     for p in wanted:
         board.profile(p.name)
-    error = _aggregate_error(board, wanted)
+    error = demand_error(board, Counter(wanted))
     if error is None:
         best = _best_arrangement(board, wanted)
         if best is None:
             error = _placement_reason(wanted)
     if error is not None:
-        return Plan(board, False, [], error, COMPUTE_SLICES, MEMORY_SLICES, ())
+        return Plan.refused(board, error)
     assert best is not None
     headroom = _headroom(board, best)
     ordered = sorted(board.profiles, key=_size_order)
