@@ -16,3 +16,4 @@ KUBELET_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 KUBELET_INTERVAL_SECONDS = 10.0  # between kubelet pod-resources List calls
 
 HTTP_IDLE_TIMEOUT_SECONDS = 120.0
+HTTP_MAX_CONNECTIONS = 256  # client connections at once; a node has a few scrapers, each holding one
