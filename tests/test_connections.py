@@ -141,7 +141,8 @@ def test_a_crowd_of_silent_connections_cannot_lock_scrapes_out_at_the_open_file_
 
 
 def test_connections_still_in_the_tls_handshake_count_and_can_be_closed(tmp_path: Path) -> None:
-    """Over HTTPS, TCP connections that never start their handshake fill the limit but are closed for a scraper."""
+    """Over HTTPS, TCP connections that never start their handshake fill the limit but are closed for a scraper;
+    a failed handshake (plain HTTP to the HTTPS port) is one short line."""
     pki = Pki(tmp_path)
     pki.issue("server", "127.0.0.1", server=True)
     config = tmp_path / "web.yml"
@@ -159,3 +160,6 @@ def test_connections_still_in_the_tls_handshake_count_and_can_be_closed(tmp_path
         finally:
             for sock in silent:
                 sock.close()
+        assert send(exporter.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") == b""
+        time.sleep(0.2)
+        assert "WARNING exporter.http.clients: TLS handshake with 127.0.0.1 failed: http request" in exporter.log()

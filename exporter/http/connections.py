@@ -116,8 +116,13 @@ class ConnectionLimit:
     def now(self) -> float:
         return self._clock()
 
-    def log_handshake_failure(self, peer: str, exc: BaseException) -> None:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+    def log_handshake_failure(self, peer: str, exc: OSError, timeout: float) -> None:
+        if isinstance(exc, ssl.SSLError) and exc.reason:
+            reason = exc.reason.replace("_", " ").lower()  # "wrong version number", "http request", ...
+        elif isinstance(exc, TimeoutError):
+            reason = f"no handshake within {timeout:g} s"
+        else:
+            reason = exc.strerror or type(exc).__name__
         self._log.warning(f"TLS handshake with {peer} failed: {reason}")
 
 
@@ -157,7 +162,7 @@ class _Connection(asyncio.Protocol):
                 raw, self, context, server_side=True, ssl_handshake_timeout=self._handshake_timeout
             )
         except OSError as exc:  # ssl.SSLError, a reset, the handshake's TimeoutError
-            self.owner.log_handshake_failure(self.peer, exc)
+            self.owner.log_handshake_failure(self.peer, exc, self._handshake_timeout)
             raw.abort()
             return
         if secure is None:
