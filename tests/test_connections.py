@@ -105,6 +105,38 @@ def test_past_the_connection_limit_the_connection_idle_longest_is_closed(tmp_pat
         assert "connection limit (4) reached: closed the connection idle longest" in exporter.log()
 
 
+def keep_alive_scrape(sock: socket.socket) -> int:
+    """One scrape on an open keep-alive connection; its status."""
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
+    sock.settimeout(5)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    header, _, body = head.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", header, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(header.split()[1])
+
+
+def test_a_scrapers_connection_outlasts_newer_strangers(tmp_path: Path) -> None:
+    """Connections that were never answered with success are closed before a scraper's, even an older one:
+    a flood of new connections displaces its own."""
+    args = ["--source", "synthetic", "--http-max-connections", "4"]
+    with ExporterProcess(args, log_path=tmp_path / "exporter.log") as exporter:
+        time.sleep(0.3)
+        scraper = silent_connection(exporter.port)
+        assert keep_alive_scrape(scraper) == 200
+        silent = [silent_connection(exporter.port) for _ in range(3)]  # the scraper is idle longest now
+        try:
+            assert "mig_gpu_info" in exporter.metrics()
+            assert closed_by_server(silent[0])
+            assert keep_alive_scrape(scraper) == 200
+        finally:
+            for sock in [scraper, *silent]:
+                sock.close()
+
+
 def fd_limit(soft: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, soft))
 

@@ -2,10 +2,13 @@
 
 Every accepted connection goes through ConnectionLimit before aiohttp's protocol sees it (for HTTPS, after
 a TLS handshake with the SSLContext of the web-config in force). A connection past the limit makes room
-by closing the open connection idle longest: one that never sent a complete request, or whose last
-request ended longest ago (a keep-alive left open, a slow or silent client, one that stopped reading).
-Connections with a request in a handler (a scrape being served, a password being checked) are not
-closed; if every connection has one, the new connection is refused.
+by closing an open connection that is idle: one that never sent a complete request, or whose last
+request ended (a keep-alive left open, a slow or silent client, one that stopped reading). Of those, it
+closes first the one idle longest among connections that never had a request answered with success (a
+silent client, a password guesser), then the one idle longest among the rest, so that a flood of new
+connections displaces its own before a scraper's. Connections with a request in a handler (a scrape
+being served, a password being checked) are not closed; if every connection has one, the new connection
+is refused.
 
 The limit stays below the process' open-file limit, so accept() never runs out of descriptors and a
 scraper can always get in, however many connections others hold open.
@@ -73,11 +76,11 @@ class ConnectionLimit:
         return accept
 
     def _make_room(self) -> bool:
-        """Close the connection idle longest; False when every connection is in a request."""
+        """Close the connection idle longest, unproven ones first; False when every connection is in a request."""
         idle = [c for c in self._open if c.busy == 0 and c.transport is not None]
         if not idle:
             return False
-        oldest = min(idle, key=lambda c: c.idle_since)
+        oldest = min(idle, key=lambda c: (c.proven, c.idle_since))
         self._log.warning(
             f"connection limit ({self.limit}) reached: closed the connection idle longest "
             f"(from {oldest.peer}, idle {self._clock() - oldest.idle_since:.0f} s)"
@@ -92,7 +95,8 @@ class ConnectionLimit:
 
     @property
     def middleware(self) -> Middleware:
-        """Marks a connection busy while one of its requests is in a handler, so it is not closed for room."""
+        """Marks a connection busy while one of its requests is in a handler (so it is not closed for room), and
+        proven once one is answered with success."""
 
         @web.middleware
         async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -101,7 +105,9 @@ class ConnectionLimit:
                 return await handler(request)
             connection.busy += 1
             try:
-                return await handler(request)
+                response = await handler(request)
+                connection.proven |= response.status < 400
+                return response
             finally:
                 connection.busy -= 1
                 connection.idle_since = self._clock()
@@ -141,6 +147,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None  # the socket's, for closing it whatever state TLS is in
         self.idle_since = owner.now()
         self.busy = 0  # requests of this connection in a handler now
+        self.proven = False  # a request of it was answered with success (a scrape let in)
         self.peer = "?"
         self._handed_over = False
         self._handshake: asyncio.Task[None] | None = None
