@@ -54,8 +54,10 @@ class ClientLog:
         self._limit = limit or RateLimit()
 
     def write(self, level: int, message: str) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
         left_out = self._limit.take()
-        if left_out is None or not self._logger.isEnabledFor(level):
+        if left_out is None:
             return
         suffix = f" ({left_out} similar lines left out)" if left_out else ""
         self._logger.log(level, "%s%s", message, suffix)
@@ -82,14 +84,24 @@ class RequestHandlerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
-            remote = args[0] if args else "a client"
-            what = excerpt(" ".join(exc.message.split()), 80) if exc.message else "(no detail)"
-            self._clients.warning(f"bad request from {remote}: {exc.code} {type(exc).__name__}: {what}")
+            self._bad_request(logging.WARNING, exc, args)
             return
         left_out = self._bug_limit.take()
         if left_out is not None:
             suffix = f" ({left_out} similar errors left out)" if left_out else ""
             self.logger.error(f"{msg}{suffix}", *args, exc_info=exc_info, **kwargs)
+
+    def debug(self, msg: object, *args: object, exc_info: Any = None, **kwargs: Any) -> None:
+        """aiohttp logs a first request that is not HTTP at all (TLS to the HTTP port, a scanner) at debug."""
+        if isinstance(exc_info, HttpProcessingError):
+            self._bad_request(logging.DEBUG, exc_info, args)
+        else:
+            self.logger.debug(msg, *args, exc_info=exc_info, **kwargs)
+
+    def _bad_request(self, level: int, exc: HttpProcessingError, args: tuple[object, ...]) -> None:
+        remote = args[0] if args else "a client"
+        what = excerpt(" ".join(exc.message.split()), 80) if exc.message else "(no detail)"
+        self._clients.write(level, f"bad request from {remote}: {exc.code} {type(exc).__name__}: {what}")
 
 
 def loop_exception_handler(clients: ClientLog) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
