@@ -104,8 +104,8 @@ def test_a_setting_given_twice_in_the_config_file_is_refused(tmp_path: Path) -> 
 
 
 def test_the_connection_limit_is_a_setting() -> None:
-    """--http-max-connections takes a positive count (default 256), like every flag also from the environment."""
-    assert resolve({}, environ={}).http_max_connections == 256
+    """--http-max-connections takes a positive count (default 128), like every flag also from the environment."""
+    assert resolve({}, environ={}).http_max_connections == 128
     assert resolve({}, environ={"MIG_EXPORTER_HTTP_MAX_CONNECTIONS": "32"}).http_max_connections == 32
     with pytest.raises(ConfigError, match=r"--http-max-connections: invalid value '0': expected a number"):
         resolve({"http_max_connections": "0"}, environ={})

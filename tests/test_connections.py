@@ -152,10 +152,10 @@ def silent_crowd() -> Iterator[list[socket.socket]]:
 def test_a_crowd_of_silent_connections_cannot_lock_scrapes_out_at_the_open_file_limit(
     tmp_path: Path, silent_crowd: list[socket.socket]
 ) -> None:
-    """At an open-file limit of 256, 400 silent connections: the exporter serves at most 128 connections (and
+    """At an open-file limit of 192, 400 silent connections: the exporter serves at most 64 connections (and
     says so), uses fewer descriptors than the limit, keeps answering scrapes, and logs no accept() flood."""
     exporter = ExporterProcess(
-        ["--source", "synthetic"], log_path=tmp_path / "exporter.log", preexec_fn=lambda: fd_limit(256)
+        ["--source", "synthetic"], log_path=tmp_path / "exporter.log", preexec_fn=lambda: fd_limit(192)
     )
     with exporter:
         assert exporter.proc is not None
@@ -165,9 +165,9 @@ def test_a_crowd_of_silent_connections_cannot_lock_scrapes_out_at_the_open_file_
             assert "mig_gpu_info" in exporter.metrics()
             time.sleep(0.05)
         open_files = len(os.listdir(f"/proc/{exporter.proc.pid}/fd"))
-        assert open_files < 256 - FD_RESERVE // 2, open_files
+        assert open_files < 192 - FD_RESERVE // 2, open_files
     log = exporter.log()
-    assert f"serving at most {256 - FD_RESERVE} connections, not {defaults.HTTP_MAX_CONNECTIONS}" in log
+    assert f"serving at most {192 - FD_RESERVE} connections, not {defaults.HTTP_MAX_CONNECTIONS}" in log
     assert "accept" not in log and "Traceback" not in log
     assert len(log.splitlines()) < 20
 
