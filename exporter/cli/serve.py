@@ -151,8 +151,13 @@ async def _serve(
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
         **handler_options(settings.http_idle_timeout, clients),
     )
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     await runner.setup()  # the first sample, then the background loops
     try:
+        if stop.is_set():  # stopped while starting
+            return
         assert runner.server is not None
         tls = web_config.ssl_context if web_config is not None and web_config.tls_enabled else None
         listener = await loop.create_server(
@@ -161,9 +166,6 @@ async def _serve(
             settings.listen.port,
             backlog=LISTEN_BACKLOG,
         )
-        stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         if web_config is not None:
             loop.add_signal_handler(signal.SIGHUP, web_config.request_reload)
         log.info("mig-exporter %s serving %s://%s", __version__, what, settings.listen)
