@@ -195,3 +195,20 @@ def test_ctrl_c_while_starting_ends_quietly(delay: float) -> None:
     _, err = process.communicate(timeout=30)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert process.returncode in (0, 130, -signal.SIGINT)
+
+
+def test_a_setting_given_twice_in_the_config_file_is_refused(tmp_path: Path) -> None:
+    """A key given twice in --config is an error naming it and its line, not a silent last-wins."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("interval: 5\nsource: synthetic\ninterval: 1\n")
+    result = run_cli("serve", "--config", str(cfg))
+    assert result.returncode == 2
+    assert result.stderr == f"mig-exporter: error: --config {cfg}: line 3: key 'interval' is given twice\n"
+
+
+def test_the_connection_limit_is_a_setting() -> None:
+    """--http-max-connections takes a positive count (default 128), like every flag also from the environment."""
+    assert resolve({}, environ={}).http_max_connections == 128
+    assert resolve({}, environ={"MIG_EXPORTER_HTTP_MAX_CONNECTIONS": "32"}).http_max_connections == 32
+    with pytest.raises(ConfigError, match=r"--http-max-connections: invalid value '0': expected a number"):
+        resolve({"http_max_connections": "0"}, environ={})

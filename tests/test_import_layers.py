@@ -15,6 +15,8 @@ RANKS = {
     "exporter.units": 0,  # GiB and percentages as people read them
     "exporter.svg": 0,  # SVG drawing (the slice maps and the report's charts)
     "exporter.failurelog": 1,  # logging of repeated failures (reads timespec)
+    "exporter.excerpt": 0,  # short escaped quotes of untrusted values, for messages
+    "exporter.yamlfile": 1,  # the bounded YAML loader every file the exporter reads goes through
     "exporter.contract": 1,  # metric names, thresholds, defaults (reads model.Field)
     "exporter.mig": 1,
     "exporter.sources": 2,

@@ -19,6 +19,8 @@ import yaml
 
 from exporter import __version__
 from exporter.cli.settings import OPTIONS
+from exporter.contract import defaults
+from exporter.http.connections import FD_RESERVE
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "kubernetes"
@@ -158,11 +160,15 @@ def test_kubernetes_dockerfile_sources_and_port() -> None:
 
 
 def test_kubernetes_systemd_unit_runs_serve() -> None:
-    """The bare-metal unit runs `mig-exporter serve` under a dynamic user and verifies with systemd-analyze."""
+    """The bare-metal unit runs `mig-exporter serve` under a dynamic user with an open-file limit the default
+    connection limit fits under, and verifies with systemd-analyze."""
     unit = ROOT / "deploy" / "systemd" / "mig-exporter.service"
     text = unit.read_text()
     exec_start = re.search(r"^ExecStart=(\S+) serve\b", text, flags=re.MULTILINE)
     assert exec_start, "ExecStart must run `mig-exporter serve`"
+    open_files = re.search(r"^LimitNOFILE=(\d+)$", text, flags=re.MULTILINE)
+    assert open_files, "the unit must set LimitNOFILE (systemd's default soft limit is 1024)"
+    assert int(open_files.group(1)) >= defaults.HTTP_MAX_CONNECTIONS + FD_RESERVE  # the default limit fits
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed")

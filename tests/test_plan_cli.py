@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from exporter.cli.main import main
 
@@ -196,3 +200,52 @@ def test_svg_output_draws_the_layout(capsys: pytest.CaptureFixture[str]) -> None
     assert titles == ["4g.40gb", "3g.40gb"]
     code, _, err = plan(capsys, "--fleet", "4g.40gb", "--output", "svg")
     assert code == 2 and "--output svg draws one GPU's layout" in err
+
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(count=st.one_of(st.integers(0, 2_000_000), st.integers(0, 10**6000)), fleet=st.booleans())
+def test_any_count_is_answered_quickly_in_one_line(capsys: pytest.CaptureFixture[str], count: int, fleet: bool) -> None:
+    """A count of any size (14 digits used to end in MemoryError, 5,000 in ValueError) is a plan, a does-not-fit
+    or one error line, within seconds."""
+    started = time.monotonic()
+    digits = str(count) if count < 10**4000 else "9" * 5000  # str() refuses more than 4,300 digits
+    code, out, err = plan(capsys, *(["--fleet"] if fleet else []), f"{digits}x1g.10gb", "--output", "json")
+    assert time.monotonic() - started < 5
+    if code == 2:
+        assert err.count("\n") == 1 and ("bad count" in err or "--fleet: " in err) and out == ""
+    else:
+        doc = json.loads(out)
+        assert code == (0 if fleet or 1 <= count <= 7 else 1)
+        assert doc["gpus"] == -(-count // 7) if fleet else doc["fits"] is (code == 0)
+
+
+def test_a_fleet_larger_than_any_real_one_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """--fleet takes up to 100,000 instances in all (14,286 GPUs); beyond, one line says to split the demand."""
+    code, out, err = plan(capsys, "--fleet", "60000x1g.10gb", "50000x2g.20gb")
+    assert code == 2 and out == ""
+    assert err == (
+        "mig-exporter: error: --fleet: 110,000 instances are more than the 100,000 one plan packs; split the demand\n"
+    )
+
+
+@FUZZ
+@given(name=st.text(min_size=1, max_size=80))
+def test_a_config_name_cannot_inject_yaml(capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """--config-name is a Kubernetes label value (the GPU Operator applies configs by a node label) or exit 2:
+    a newline can no longer end the header comment and add keys."""
+    code, out, err = plan(capsys, "--output", "mig-parted", "--config-name", name, "1g.10gb")
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith("mig-exporter: error: --config-name")
+        return
+    assert code == 0 and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", name)
+    doc = yaml.safe_load(out)
+    assert set(doc) == {"version", "mig-configs"} and list(doc["mig-configs"]) == [name]
+
+
+def test_a_newline_in_the_config_name_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """The name that used to inject `evil: 1` into the output is refused."""
+    code, out, err = plan(capsys, "--output", "mig-parted", "--config-name", "a\nevil: 1", "1g.10gb")
+    assert code == 2 and out == "" and "'a\\nevil: 1' is not a name" in err

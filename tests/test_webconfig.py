@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import signal
@@ -18,7 +19,7 @@ import pytest
 from aiohttp import encode_basic_auth
 from aiohttp.test_utils import TestClient
 
-from exporter.http import webconfig
+from exporter.http import basicauth, webconfig
 from exporter.http.server import build_app
 from exporter.http.webconfig import WebConfigError, WebConfigWatcher
 from exporter.sampler import Sampler
@@ -233,24 +234,47 @@ async def test_healthz_stays_open(auth_client: TestClient) -> None:  # type: ign
 async def test_bcrypt_runs_once_per_credential(auth_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
     """Repeated scrapes with the same credentials cost one bcrypt check, not one per scrape."""
     calls = []
-    original = webconfig._checkpw
-    monkeypatch.setattr(webconfig, "_checkpw", lambda p, h: calls.append(1) or original(p, h))
+    original = basicauth._checkpw
+    monkeypatch.setattr(basicauth, "_checkpw", lambda p, h, c: calls.append(1) or original(p, h, c))
     for _ in range(5):
         assert (await auth_client.get("/metrics", headers=basic("prometheus", "secret"))).status == 200
         assert (await auth_client.get("/metrics", headers=basic("prometheus", "nope"))).status == 401
     assert len(calls) == 2
 
 
-async def test_users_reload_without_restart(aiohttp_client: ClientFactory, demo: Simulator, tmp_path: Path) -> None:
-    """Changing a user's hash in the file takes effect on the next request; a broken edit keeps the last good one."""
+async def status_soon(client: TestClient, headers: dict[str, str], expected: int, path: str = "/metrics") -> int:  # type: ignore[type-arg]
+    """GET `path` until it answers `expected` (a reload runs in the background), for up to 5 s; the last status."""
+    deadline = time.monotonic() + 5
+    while True:
+        status = (await client.get(path, headers=headers)).status
+        if status == expected or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.02)
+
+
+async def logged_soon(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    """Wait (up to 5 s) until a log record holds `text`."""
+    for _ in range(250):
+        if any(text in r.getMessage() for r in caplog.records):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never logged: {text}")
+
+
+async def test_users_reload_without_restart(
+    aiohttp_client: ClientFactory, demo: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Changing a user's hash in the file takes effect without a restart; a broken edit keeps the last good one."""
     path = write_config(tmp_path, f"basic_auth_users:\n  prometheus: {HASH}\n")
     watcher = WebConfigWatcher(path, check_interval=0)
     client = await aiohttp_client(build_app(Sampler(SyntheticSource(demo), interval=60), web_config=watcher))
     assert (await client.get("/metrics", headers=basic("prometheus", "secret"))).status == 200
     path.write_text(f"basic_auth_users:\n  prometheus: {bcrypt_hash('rotated')}\n")
-    assert (await client.get("/metrics", headers=basic("prometheus", "secret"))).status == 401
+    assert await status_soon(client, basic("prometheus", "secret"), 401) == 401
     assert (await client.get("/metrics", headers=basic("prometheus", "rotated"))).status == 200
     path.write_text("basic_auth_users:\n  prometheus: not-a-hash\n")
+    assert (await client.get("/metrics", headers=basic("prometheus", "rotated"))).status == 200  # starts the reload
+    await logged_soon(caplog, "keeping the previous web-config")
     assert (await client.get("/metrics", headers=basic("prometheus", "rotated"))).status == 200
 
 
@@ -284,7 +308,42 @@ async def test_reload_that_drops_users_fails_closed(
     assert errors and all("lists no basic_auth_users" in r.getMessage() for r in errors)
     assert not any("reloaded" in r.getMessage() for r in caplog.records)
     path.write_text(f"basic_auth_users:\n  prometheus: {bcrypt_hash('rotated')}\n")  # the edit finished
-    assert (await client.get("/metrics", headers=basic("prometheus", "rotated"))).status == 200
+    assert await status_soon(client, basic("prometheus", "rotated"), 200) == 200
+
+
+async def test_a_reload_never_blocks_the_event_loop(
+    aiohttp_client: ClientFactory, demo: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replaced by a file that takes a second or more to read (24,000 users, near the value limit), then by an
+    alias bomb and by deep nesting, the web-config is re-read beside the event loop: /healthz answers within
+    0.25 s throughout, the users in force keep working, and each bad file is one error line."""
+    path = write_config(tmp_path, f"basic_auth_users:\n  prometheus: {HASH}\n")
+    watcher = WebConfigWatcher(path, check_interval=0)
+    client = await aiohttp_client(build_app(Sampler(SyntheticSource(demo), interval=60), web_config=watcher))
+    bomb = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    edits = {
+        "basic_auth_users.user0: not a bcrypt hash": "basic_auth_users:\n"
+        + "".join(f"  user{i}: x{i}\n" for i in range(24_000)),
+        "expands to more than 50,000 values": "a0: &a0 [x]\n" + bomb,
+        "nested deeper than 32 levels": "[" * 100_000 + "]" * 100_000,
+    }
+    with caplog.at_level(logging.INFO, logger=webconfig.log.name):
+        for message, body in edits.items():
+            path.write_text(body)
+            slowest = 0.0
+            for _ in range(1500):  # until the reload is over, at most ~30 s
+                started = time.perf_counter()
+                assert (await client.get("/healthz")).status == 200
+                slowest = max(slowest, time.perf_counter() - started)
+                if any(message in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError(f"never logged: {message}")
+            assert slowest < 0.25, f"/healthz took {slowest:.2f} s while reading a file ending in: {message}"
+            assert (await client.get("/metrics", headers=basic("prometheus", "secret"))).status == 200
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) >= 3 and all(len(e) < 300 and "keeping the previous web-config" in e for e in errors)
 
 
 def https_get(

@@ -8,12 +8,13 @@ import re
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
 from exporter.cli.settings import ConfigError
+from exporter.excerpt import excerpt
 from exporter.mig.catalog import (
     COMPUTE_SLICES,
     DEFAULT_BOARD,
@@ -26,12 +27,16 @@ from exporter.mig.catalog import (
     board_for_model,
 )
 from exporter.mig.parted import PLACEMENT_NOTE, mig_parted_config
-from exporter.mig.placement import Placement
+from exporter.mig.placement import Placement, count_error
 from exporter.mig.planner import Plan, pack, place
 from exporter.mig.svg import SliceBox, slice_map_svg
 
 OUTPUTS = ("text", "json", "mig-parted", "svg")
 _ITEM = re.compile(r"(?:(\d+)\s*[x*]\s*)?(\S+)")
+MAX_COUNT = 1_000_000  # instances of one profile in one argument
+MAX_FLEET_INSTANCES = 100_000  # about 14,000 GPUs: more than a fleet of hundreds of nodes holds
+# mig-parted config names are the value of the GPU Operator's nvidia.com/mig.config node label.
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _CELL = 12  # characters per slice in the text slice map: room for "1g.10gb+me"
 
 
@@ -70,57 +75,80 @@ def _board(key: str) -> Board:
         return found
 
 
-def _demand(b: Board, items: Sequence[str]) -> list[GiProfile]:
-    """Profiles from PROFILE / NxPROFILE arguments; raises ConfigError naming the bad one."""
-    out: list[GiProfile] = []
+def _demand(b: Board, items: Sequence[str]) -> list[tuple[GiProfile, int]]:
+    """(profile, count) from PROFILE / NxPROFILE arguments, in order; raises ConfigError naming the bad one."""
+    out: list[tuple[GiProfile, int]] = []
     for item in items:
         m = _ITEM.fullmatch(item.strip())
         if m is None:
-            raise ConfigError(f"bad profile {item!r}: expected PROFILE or NxPROFILE, e.g. 3g.40gb or 4x1g.10gb")
-        count = int(m.group(1) or 1)
+            raise ConfigError(f"bad profile {excerpt(item)}: expected PROFILE or NxPROFILE, e.g. 3g.40gb or 4x1g.10gb")
+        digits = (m.group(1) or "1").lstrip("0") or "0"
+        if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:
+            raise ConfigError(f"bad count in {excerpt(item)}: at most {MAX_COUNT:,}")
+        count = int(digits)
         if count < 1:
-            raise ConfigError(f"bad count in {item!r}: must be at least 1")
+            raise ConfigError(f"bad count in {excerpt(item)}: must be at least 1")
         try:
             profile = b.profile(m.group(2))
         except UnknownProfileError as exc:
             raise ConfigError(str(exc)) from None
-        out += [profile] * count
+        out.append((profile, count))
     return out
+
+
+def _config_name(name: str) -> str:
+    if not name.strip():
+        raise ConfigError("--config-name: must not be empty")
+    if not _LABEL_VALUE.fullmatch(name):
+        raise ConfigError(
+            f"--config-name: {excerpt(name)} is not a name mig-parted and the GPU Operator take: up to 63 "
+            "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        )
+    return name
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `plan` from parsed arguments; returns the exit code (bad input raises ConfigError)."""
     b = _board(args.gpu)
-    demand = _demand(b, args.profiles)
-    if not args.config_name.strip():
-        raise ConfigError("--config-name: must not be empty")
+    items = _demand(b, args.profiles)
+    name = _config_name(args.config_name)
+    counts: Counter[GiProfile] = Counter()
+    for profile, count in items:
+        counts[profile] += count
     if args.fleet:
         if args.output == "svg":
             raise ConfigError("--output svg draws one GPU's layout; use text, json or mig-parted with --fleet")
-        layouts = pack(b, demand)
-        print(_fleet_output(b, demand, layouts, args.output, args.config_name), end="")
+        total = sum(counts.values())
+        if total > MAX_FLEET_INSTANCES:
+            raise ConfigError(
+                f"--fleet: {total:,} instances are more than the {MAX_FLEET_INSTANCES:,} one plan packs; "
+                "split the demand"
+            )
+        layouts = pack(b, [p for p, n in items for _ in range(n)])
+        print(_fleet_output(b, counts, layouts, args.output, name), end="")
         return 0
-    plan = place(b, demand)
+    error = count_error(b, counts)  # on the counts: a demand that cannot fit is never spelled out
+    plan = Plan.refused(b, error) if error else place(b, [p for p, n in items for _ in range(n)])
     if not plan.fits:
         if args.output == "json":
             print(json.dumps(plan_json(plan), indent=2))
         elif args.output == "text":
-            print(f"{_summary(demand)} does not fit {b.key}: {plan.reason}")
+            print(f"{_summary(counts)} does not fit {b.key}: {plan.reason}")
         else:
-            print(f"mig-exporter: {_summary(demand)} does not fit {b.key}: {plan.reason}", file=sys.stderr)
+            print(f"mig-exporter: {_summary(counts)} does not fit {b.key}: {plan.reason}", file=sys.stderr)
         return 1
     if args.output == "json":
         print(json.dumps(plan_json(plan), indent=2))
     elif args.output == "mig-parted":
-        print(_parted_yaml(b, [plan.placements], args.config_name), end="")
+        print(_parted_yaml(b, [plan.placements], name), end="")
     elif args.output == "svg":
         boxes = [
             SliceBox(p.start, p.profile.memory_slices, p.profile.compute_slices, p.profile.name)
             for p in plan.placements
         ]
-        print(slice_map_svg(b, boxes, title=f"{_summary(demand)} on {b.title}"), end="")
+        print(slice_map_svg(b, boxes, title=f"{_summary(counts)} on {b.title}"), end="")
     else:
-        print(_plan_text(plan, demand), end="")
+        print(_plan_text(plan, counts), end="")
     return 0
 
 
@@ -157,7 +185,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _fleet_output(b: Board, demand: Sequence[GiProfile], layouts: list[list[Placement]], fmt: str, name: str) -> str:
+def _fleet_output(
+    b: Board, demand: Mapping[GiProfile, int], layouts: list[list[Placement]], fmt: str, name: str
+) -> str:
     if fmt == "mig-parted":
         return _parted_yaml(b, layouts, name, fleet=True)
     plans = [place(b, [p.profile for p in layout]) for layout in layouts]
@@ -165,7 +195,7 @@ def _fleet_output(b: Board, demand: Sequence[GiProfile], layouts: list[list[Plac
         doc = {
             "gpu": b.key,
             "gpus": len(layouts),
-            "demand": dict(Counter(p.name for p in demand)),
+            "demand": {p.name: n for p, n in demand.items()},
             "layouts": [
                 {"instances": [_instance_json(p) for p in layout], "free": _free_json(plan)}
                 for layout, plan in zip(layouts, plans, strict=True)
@@ -203,9 +233,8 @@ def _ranges(indexes: list[int]) -> str:
 # --- text ----------------------------------------------------------------------------------------------
 
 
-def _summary(demand: Sequence[GiProfile]) -> str:
-    counts = Counter(p.name for p in demand)
-    return " + ".join(name if n == 1 else f"{n}x{name}" for name, n in counts.items())
+def _summary(demand: Mapping[GiProfile, int]) -> str:
+    return " + ".join(p.name if n == 1 else f"{n}x{p.name}" for p, n in demand.items())
 
 
 def _row(placements: Sequence[Placement], slices: int, compute: bool) -> str:
@@ -245,7 +274,7 @@ def _free_text(plan: Plan) -> str:
     )
 
 
-def _plan_text(plan: Plan, demand: Sequence[GiProfile]) -> str:
+def _plan_text(plan: Plan, demand: Mapping[GiProfile, int]) -> str:
     b = plan.board
     lines = [f"{_summary(demand)} fits {b.title} ({b.key})", ""]
     lines += _slice_map(plan.placements)

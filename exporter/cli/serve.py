@@ -1,4 +1,11 @@
-"""`mig-exporter serve`: the exporter daemon, from its settings to a running aiohttp server."""
+"""`mig-exporter serve`: the exporter daemon, from its settings to a running aiohttp server.
+
+The server is run here rather than by `web.run_app`, to own what happens around aiohttp: every accepted
+connection passes the connection limit (and, for HTTPS, its TLS handshake) first; event-loop errors and
+what clients cause are logged as short rate-limited lines; and a stop (SIGTERM, SIGINT) drops pending
+password checks, gives requests in progress a second, and waits for no more than the bcrypt checks
+already running, so the process exits 0 within about two seconds whatever the load.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
@@ -19,6 +25,8 @@ from exporter.exposition.dcgm import builders_for
 from exporter.exposition.native import native_families
 from exporter.exposition.pods import pod_families, with_pod_labels
 from exporter.exposition.render import Exposition
+from exporter.http.connections import LISTEN_BACKLOG, ConnectionLimit, connection_limit
+from exporter.http.requestlog import ClientLog, loop_exception_handler
 from exporter.http.server import build_app, handler_options
 from exporter.http.webconfig import WebConfigWatcher
 from exporter.sampler import Sampler
@@ -30,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("exporter")
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
+
+SHUTDOWN_GRACE_SECONDS = 1.0  # for requests in progress at a stop; a scrape takes milliseconds
+TLS_HANDSHAKE_SECONDS = 10.0
 
 
 def add_parser(commands: argparse._SubParsersAction[P]) -> None:
@@ -70,32 +81,43 @@ def run(settings: Settings) -> int:
         deadline=settings.deadline,
     )
     refresher = _pod_attribution(settings) if settings.kubelet_socket else None
+    clients = ClientLog()
+    limit = connection_limit(settings.http_max_connections)
+    if limit < settings.http_max_connections:
+        log.warning(
+            "serving at most %d connections, not %d: the open-file limit leaves no more (raise LimitNOFILE)",
+            limit,
+            settings.http_max_connections,
+        )
+    connections = ConnectionLimit(limit, clients)
     app = build_app(
-        sampler, _exposition(settings.names, refresher, settings.pod_labels), refresher, web_config=web_config
+        sampler,
+        _exposition(settings.names, refresher, settings.pod_labels),
+        refresher,
+        web_config=web_config,
+        connections=connections,
     )
-    if web_config is not None:
-        app.on_startup.append(_reload_on_sighup(web_config))
     scheme = "https" if web_config is not None and web_config.tls_enabled else "http"
-
-    def serving(*_: object) -> None:  # aiohttp calls this once the socket is bound and the first sample taken
-        log.info("mig-exporter %s serving %s source on %s://%s", __version__, source.name, scheme, settings.listen)
-
     try:
-        web.run_app(
-            app,
-            host=settings.listen.host,
-            port=settings.listen.port,
-            print=serving,
-            access_log=None,
-            shutdown_timeout=5,
-            ssl_context=web_config.server_ssl_context() if web_config is not None else None,
-            **handler_options(settings.http_idle_timeout),
+        asyncio.run(
+            _serve(
+                app,
+                settings,
+                web_config=web_config,
+                connections=connections,
+                clients=clients,
+                what=f"{source.name} source on {scheme}",
+            )
         )
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
         print(f"mig-exporter: error: cannot listen on {settings.listen}: {reason}", file=sys.stderr)
         return 1
+    finally:
+        if web_config is not None:
+            web_config.auth.join()  # no bcrypt thread may outlive the interpreter: it would abort the process
     return 0
+
 
 
 def _pod_attribution(settings: Settings) -> PodAttributionRefresher | None:
@@ -112,10 +134,46 @@ def _pod_attribution(settings: Settings) -> PodAttributionRefresher | None:
     return PodAttributionRefresher(settings.kubelet_socket, interval=settings.kubelet_interval)
 
 
-def _reload_on_sighup(watcher: WebConfigWatcher) -> Callable[[web.Application], Awaitable[None]]:
-    """An on_startup hook: SIGHUP re-reads the web-config (and its certificate files) at once."""
-
-    async def install(app: web.Application) -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.reload)
-
-    return install
+async def _serve(
+    app: web.Application,
+    settings: Settings,
+    *,
+    web_config: WebConfigWatcher | None,
+    connections: ConnectionLimit,
+    clients: ClientLog,
+    what: str,
+) -> None:
+    """Start the app, listen through the connection limit, and stop in order on SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_exception_handler(clients))
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        **handler_options(settings.http_idle_timeout, clients),
+    )
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.setup()  # the first sample, then the background loops
+    try:
+        if stop.is_set():  # stopped while starting
+            return
+        assert runner.server is not None
+        tls = web_config.ssl_context if web_config is not None and web_config.tls_enabled else None
+        listener = await loop.create_server(
+            connections.protocol_factory(runner.server, tls, TLS_HANDSHAKE_SECONDS),
+            settings.listen.host,
+            settings.listen.port,
+            backlog=LISTEN_BACKLOG,
+        )
+        if web_config is not None:
+            loop.add_signal_handler(signal.SIGHUP, web_config.request_reload)
+        log.info("mig-exporter %s serving %s://%s", __version__, what, settings.listen)
+        await stop.wait()
+        log.info("stopping")
+        listener.close()
+    finally:
+        await runner.cleanup()  # closes idle connections, drops pending checks, waits a second, stops sampling
+        connections.abort_all()

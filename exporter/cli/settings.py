@@ -11,12 +11,11 @@ import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from exporter import yamlfile
 from exporter.contract import defaults
+from exporter.excerpt import excerpt
 from exporter.sources import FACTORIES as SOURCES
 
 ENV_PREFIX = "MIG_EXPORTER_"
@@ -57,6 +56,12 @@ def positive_seconds(value: str) -> float:
     if not 0.05 <= seconds <= 3600:
         raise ValueError("must be between 0.05 and 3600 seconds")
     return seconds
+
+
+def connection_count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+        raise ValueError("expected a number of connections, 1..1000000")
+    return int(value)
 
 
 class Choice:
@@ -240,6 +245,14 @@ class Settings:
             "SECONDS",
         )
     )
+    http_max_connections: int = field(
+        metadata=_option(
+            connection_count,
+            str(defaults.HTTP_MAX_CONNECTIONS),
+            "client connections at once; beyond, the one idle longest is closed (kept below the open-file limit)",
+            "N",
+        )
+    )
 
 
 OPTIONS: tuple[Option, ...] = tuple(Option(f.name, *f.metadata["option"]) for f in fields(Settings))
@@ -259,11 +272,9 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 def _load_config_file(path: str) -> dict[str, str]:
     try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        doc = yamlfile.load(path)
+    except yamlfile.YamlError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -272,9 +283,9 @@ def _load_config_file(path: str) -> dict[str, str]:
     out = {}
     for key, value in doc.items():
         if key not in known:
-            raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"{path}: unknown setting {excerpt(key)} (known: {', '.join(sorted(known))})")
         if isinstance(value, dict | list) or value is None:
-            raise ConfigError(f"{path}: {key}: expected a single value, got {value!r}")
+            raise ConfigError(f"{path}: {key}: expected a single value, got {excerpt(value)}")
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
 
@@ -295,7 +306,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] = os.env
                 try:
                     values[option.key] = option.parse(raw)
                 except ValueError as exc:
-                    raise ConfigError(f"{origin}: invalid value {raw!r}: {exc}") from None
+                    raise ConfigError(f"{origin}: invalid value {excerpt(raw)}: {exc}") from None
                 break
         else:
             values[option.key] = None

@@ -16,3 +16,6 @@ KUBELET_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 KUBELET_INTERVAL_SECONDS = 10.0  # between kubelet pod-resources List calls
 
 HTTP_IDLE_TIMEOUT_SECONDS = 120.0
+# Client connections at once. A node has a few scrapers, each holding one; over HTTPS each connection holds
+# about 280 KB of TLS buffers (600 KB with a scrape it does not read), so the limit also bounds memory.
+HTTP_MAX_CONNECTIONS = 128

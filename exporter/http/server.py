@@ -14,8 +14,11 @@ from aiohttp.typedefs import Handler, Middleware
 
 from exporter.exposition.dcgm import builders_for
 from exporter.exposition.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
+from exporter.http.basicauth import AuthBusyError
+from exporter.http.connections import ConnectionLimit
 from exporter.http.landing import add_routes
-from exporter.http.webconfig import WebConfigWatcher
+from exporter.http.requestlog import ClientLog, RequestHandlerLog
+from exporter.http.webconfig import WebConfig, WebConfigWatcher
 from exporter.sampler import Sampler
 
 if TYPE_CHECKING:  # the refresher needs grpc, which is imported only where pod attribution is on
@@ -106,6 +109,13 @@ def _unauthorized() -> web.Response:
     )
 
 
+def _busy() -> web.Response:
+    """Too many new credentials wait for a check (a password flood): try again in a second."""
+    return web.Response(
+        status=503, text="503 Service Unavailable: too many logins to check, retry\n", headers={hdrs.RETRY_AFTER: "1"}
+    )
+
+
 def web_config_middleware(watcher: WebConfigWatcher) -> Middleware:
     """Basic auth and the extra response headers of the web-config in force at each request."""
 
@@ -113,8 +123,8 @@ def web_config_middleware(watcher: WebConfigWatcher) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         config = watcher.current()
         try:
-            if config.users and request.path not in OPEN_PATHS and not await _authorized(watcher, request):
-                response: web.StreamResponse = _unauthorized()
+            if config.users and request.path not in OPEN_PATHS:
+                response = await _authenticated(watcher, config, request, handler)
             else:
                 response = await handler(request)
         except web.HTTPException as exc:
@@ -126,7 +136,18 @@ def web_config_middleware(watcher: WebConfigWatcher) -> Middleware:
     return middleware
 
 
-async def _authorized(watcher: WebConfigWatcher, request: web.Request) -> bool:
+async def _authenticated(
+    watcher: WebConfigWatcher, config: WebConfig, request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """The handler's answer for a listed user with the right password; else 401, or 503 in a password flood."""
+    try:
+        allowed = await _authorized(watcher, config, request)
+    except AuthBusyError:
+        return _busy()
+    return await handler(request) if allowed else _unauthorized()
+
+
+async def _authorized(watcher: WebConfigWatcher, config: WebConfig, request: web.Request) -> bool:
     header = request.headers.get(hdrs.AUTHORIZATION)
     if header is None:
         return False
@@ -134,13 +155,15 @@ async def _authorized(watcher: WebConfigWatcher, request: web.Request) -> bool:
         credentials = BasicAuth.decode(header, encoding="utf-8")
     except ValueError:
         return False
-    return await watcher.auth.check(watcher.config.users, credentials.login, credentials.password)
+    return await watcher.auth.check(config.users, credentials.login, credentials.password)
 
 
 # aiohttp request-handler limits: request line and each header at most 8 KiB, at most 64 headers (431/400
 # beyond), and a connection that sends no complete request for `idle_timeout` seconds is closed, which
-# also bounds how long a client may take to send its headers.
-def handler_options(idle_timeout: float) -> dict[str, Any]:
+# also bounds how long a client may take to send its headers. A handler whose client went away is
+# cancelled (so is a password check it waits for), and what the handler logs about clients is one
+# rate-limited line (requestlog.py).
+def handler_options(idle_timeout: float, clients: ClientLog | None = None) -> dict[str, Any]:
     """Keyword arguments for aiohttp's request handler (web.run_app / AppRunner)."""
     return {
         "max_line_size": 8190,
@@ -148,6 +171,8 @@ def handler_options(idle_timeout: float) -> dict[str, Any]:
         "max_headers": 64,
         "keepalive_timeout": idle_timeout,
         "lingering_time": 1.0,
+        "handler_cancellation": True,
+        "logger": RequestHandlerLog(clients or ClientLog()),
     }
 
 
@@ -156,11 +181,14 @@ def build_app(
     exposition: Exposition | None = None,
     attribution: PodAttributionRefresher | None = None,
     web_config: WebConfigWatcher | None = None,
+    connections: ConnectionLimit | None = None,
 ) -> web.Application:
     """The aiohttp application around a sampler (and the pod-attribution refresher); they start and stop with it."""
     exposition = exposition or Exposition(builders_for("native"))
     sampler.subscribers.append(exposition.update)
-    middlewares = [web_config_middleware(web_config)] if web_config is not None else []
+    middlewares = [connections.middleware] if connections is not None else []
+    if web_config is not None:
+        middlewares.append(web_config_middleware(web_config))
     app = web.Application(client_max_size=1024, middlewares=middlewares)
     app[SAMPLER] = sampler
     app[EXPOSITION] = exposition
@@ -168,6 +196,8 @@ def build_app(
     add_routes(app, sampler, attribution)  # /, /layout.html, /api/layout
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if web_config is not None:
+        app.on_shutdown.append(lambda _: web_config.close())
     if attribution is not None:
         app.cleanup_ctx.append(_attribution_loop(attribution))
     app.cleanup_ctx.append(_sampling_loop)

@@ -4,16 +4,16 @@ The file format is the Prometheus exporter-toolkit's (`tls_server_config`, `http
 `basic_auth_users`), validated the way `promtool check web-config` validates it, so users reuse
 their files. Relative paths are relative to the file's folder. `WebConfigWatcher` re-reads the
 file, and the certificate, key and client CA files it names, when one of them changes (checked at
-most once a second, on a request or a TLS handshake) or on demand (SIGHUP): new connections use
-the new certificate at once, without a restart. A changed file that fails validation is logged and
-ignored; the last good configuration stays in force. So is one that would drop basic auth or switch
+most once a second, on a request or a TLS handshake) or on demand (SIGHUP), in a worker thread:
+new connections use the new certificate once it is read, without a restart, and no request waits
+for the reading. A changed file that fails validation is logged and ignored; the last good
+configuration stays in force. So is one that would drop basic auth or switch
 between HTTP and HTTPS: a reload fails closed, and removing auth or TLS takes a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import re
@@ -21,12 +21,12 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import yaml
+from exporter import yamlfile
+from exporter.excerpt import excerpt
+from exporter.http.basicauth import BasicAuth, bcrypt_available
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ HEADERS: Mapping[str, tuple[str, ...] | None] = {
 }
 
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+# htpasswd's range. Above it one check takes minutes to days: a single wrong password would hold a core.
+BCRYPT_COSTS = range(4, 18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,26 +125,6 @@ class WebConfig:
     users: Mapping[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects a key given twice in one mapping, as Go's strict YAML decoding does."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, list | dict):
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a mapping key must be a scalar", key_node.start_mark
-                )
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
-
-
 class _Reader:
     """Validates the parsed YAML, keeping the file name and key path for error messages."""
 
@@ -162,23 +144,24 @@ class _Reader:
             if allowed is None and isinstance(k, int | float) and not isinstance(k, bool):
                 continue  # a user name YAML reads as a number, as Go reads it into a string
             if not isinstance(k, str):
-                raise self.fail(key, f"expected string keys, got {k!r}")
+                raise self.fail(key, f"expected string keys, got {excerpt(k)}")
             if allowed is not None and k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else k, f"unknown key (allowed: {', '.join(allowed)})")
+                where = f"{key}.{key_name(k)}" if key else key_name(k)
+                raise self.fail(where, f"unknown key (allowed: {', '.join(allowed)})")
         return value
 
     def string(self, value: Any, key: str) -> str:
         if value is None:
             return ""
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise self.fail(key, f"expected a string, got {value!r}")
+            raise self.fail(key, f"expected a string, got {excerpt(value)}")
         return str(value)
 
     def boolean(self, value: Any, key: str, default: bool) -> bool:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
+            raise self.fail(key, f"expected true or false, got {excerpt(value)}")
         return value
 
     def names(self, value: Any, key: str, allowed: Mapping[str, Any] | tuple[str, ...]) -> tuple[str, ...]:
@@ -188,7 +171,7 @@ class _Reader:
             raise self.fail(key, f"expected a list, got {type(value).__name__}")
         for item in value:
             if not isinstance(item, str) or item not in allowed:
-                raise self.fail(key, f"unknown value {item!r} (valid: {', '.join(allowed)})")
+                raise self.fail(key, f"unknown value {excerpt(item)} (valid: {', '.join(allowed)})")
         return tuple(value)
 
     def path(self, value: str) -> Path:
@@ -213,11 +196,13 @@ class _Reader:
         for k, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
             versions[k] = text[k] or default
             if versions[k] not in TLS_VERSIONS:
-                raise self.fail(f"{key}.{k}", f"unknown TLS version {versions[k]!r} (valid: {', '.join(TLS_VERSIONS)})")
+                raise self.fail(
+                    f"{key}.{k}", f"unknown TLS version {excerpt(versions[k])} (valid: {', '.join(TLS_VERSIONS)})"
+                )
         auth = text["client_auth_type"]
         if auth not in CLIENT_AUTH_TYPES:
             raise self.fail(
-                f"{key}.client_auth_type", f"invalid value {auth!r} (valid: {', '.join(CLIENT_AUTH_TYPES)})"
+                f"{key}.client_auth_type", f"invalid value {excerpt(auth)} (valid: {', '.join(CLIENT_AUTH_TYPES)})"
             )
         if not any(text[k] for k in ("cert_file", "key_file", "client_auth_type", "client_ca_file")):
             return None  # no TLS: plain HTTP, as exporter-toolkit does
@@ -262,7 +247,7 @@ class _Reader:
             allowed = HEADERS[name]
             if allowed is not None and text not in allowed:
                 raise self.fail(
-                    f"http_server_config.headers.{name}", f"invalid value {text!r} (valid: {', '.join(allowed)})"
+                    f"http_server_config.headers.{name}", f"invalid value {excerpt(text)} (valid: {', '.join(allowed)})"
                 )
             if text:
                 out[name] = text
@@ -272,18 +257,20 @@ class _Reader:
         out = {}
         for name, hashed in m.items():
             user = str(name)
-            text = self.string(hashed, f"basic_auth_users.{user}")
+            key = f"basic_auth_users.{key_name(user)}"
+            text = self.string(hashed, key)
             match = _BCRYPT_HASH.fullmatch(text)
             if match is None:
-                raise self.fail(f"basic_auth_users.{user}", 'not a bcrypt hash (make one with `htpasswd -nBC 10 ""`)')
-            if not 4 <= int(match.group(1)) <= 31:
-                raise self.fail(f"basic_auth_users.{user}", f"bcrypt cost {match.group(1)} is outside 4..31")
+                raise self.fail(key, 'not a bcrypt hash (make one with `htpasswd -nBC 10 ""`)')
+            if int(match.group(1)) not in BCRYPT_COSTS:
+                raise self.fail(
+                    key,
+                    f"bcrypt cost {match.group(1)} is outside {BCRYPT_COSTS.start}..{BCRYPT_COSTS.stop - 1} "
+                    "(htpasswd's range; 10 to 12 is usual)",
+                )
             out[user] = text.encode()
-        if out:
-            try:
-                _bcrypt()
-            except ImportError:
-                raise self.fail("basic_auth_users", "needs the bcrypt package, which is not installed") from None
+        if out and not bcrypt_available():
+            raise self.fail("basic_auth_users", "needs the bcrypt package, which is not installed")
         return out
 
 
@@ -300,14 +287,21 @@ _TLS_KEYS = (
 )
 
 
+def key_name(key: object) -> str:
+    """A key from the file as it goes into a key path: as it is when it is a short plain name, else escaped."""
+    text = str(key) if isinstance(key, str | int | float) else ""
+    return text if _PLAIN_KEY.fullmatch(text) else excerpt(key)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+
+
 def parse(text: str, origin: str = "<web-config>", base: Path = Path(".")) -> WebConfig:
     """Parse and validate web-config YAML; relative file paths are taken from `base`."""
     try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark is not None else ""
-        raise WebConfigError(f"web-config {origin}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        doc = yamlfile.parse(text)
+    except yamlfile.YamlError as exc:
+        raise WebConfigError(f"web-config {origin}: {exc}") from None
     return _Reader(origin, base).config(doc)
 
 
@@ -315,9 +309,9 @@ def load(path: str | Path) -> WebConfig:
     """Read and validate a web-config file."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WebConfigError(f"web-config {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        text = yamlfile.read(path)
+    except yamlfile.YamlError as exc:
+        raise WebConfigError(f"web-config {path}: {exc}") from None
     return parse(text, origin=str(path), base=path.parent)
 
 
@@ -368,104 +362,113 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _bcrypt() -> ModuleType:
-    """The bcrypt module, imported only where basic auth is configured (a GPU node's image may lack it)."""
-    import bcrypt
-
-    return bcrypt
+Stamps = tuple[tuple[int, int, int] | None, ...]
 
 
-@cache
-def _decoy_hash() -> bytes:
-    """A hash to check unknown users' passwords against, so a wrong user name costs as much as a wrong password."""
-    bcrypt = _bcrypt()
-    return bytes(bcrypt.hashpw(b"decoy password", bcrypt.gensalt(10)))
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """The files as read: a valid configuration with its SSLContext, or why not. Stamps are taken before the
+    files are read, so one that changes while it is read is read again: `stamps` of the files the new
+    configuration names, `before` of those the previous one named (kept when the new one is refused)."""
 
-
-class BasicAuth:
-    """Checks user:password against bcrypt hashes, remembering recent outcomes.
-
-    bcrypt is slow on purpose (tens of milliseconds), so checks run in a thread, one at a time, and the
-    outcome is kept under a SHA-256 digest of (user, hash, password), never the password itself; a
-    scraper sending the same credentials every 15 s costs one bcrypt check in all.
-    """
-
-    def __init__(self, cache_size: int = 128) -> None:
-        self._outcomes: dict[bytes, bool] = {}
-        self._cache_size = cache_size
-        self._lock = asyncio.Lock()
-
-    async def check(self, users: Mapping[str, bytes], user: str, password: str) -> bool:
-        """True when `user` is listed and `password` matches its hash."""
-        hashed = users.get(user)
-        secret = password.encode("utf-8", "surrogateescape")
-        key = hashlib.sha256(b"\0".join((user.encode("utf-8", "surrogateescape"), hashed or b"", secret))).digest()
-        outcome = self._outcomes.get(key)
-        if outcome is None:
-            async with self._lock:
-                outcome = self._outcomes.get(key)
-                if outcome is None:
-                    outcome = await asyncio.to_thread(_checkpw, secret, hashed)
-                    if len(self._outcomes) >= self._cache_size:
-                        del self._outcomes[next(iter(self._outcomes))]
-                    self._outcomes[key] = outcome
-        return outcome
-
-
-def _checkpw(password: bytes, hashed: bytes | None) -> bool:
-    """bcrypt check; an unknown user (no hash) is checked against a decoy and always fails."""
-    try:
-        matches = bool(_bcrypt().checkpw(password[:72], hashed or _decoy_hash()))
-    except ValueError:  # a hash the library cannot read: the password does not match it
-        return False
-    return matches and hashed is not None
+    before: Stamps
+    stamps: Stamps = ()
+    config: WebConfig | None = None
+    context: ssl.SSLContext | None = None
+    error: WebConfigError | None = None
 
 
 class WebConfigWatcher:
-    """The web-config in force, re-read when its files change (at most every `check_interval` s) or on reload()."""
+    """The web-config in force, re-read when its files change (checked at most every `check_interval` s, on a
+    request or a TLS handshake) or on request_reload() (SIGHUP).
+
+    Reading takes time (YAML, certificates, a bcrypt decoy), so a reload runs in a worker thread and the
+    configuration in force keeps serving until a valid new one replaces it; the event loop never waits.
+    """
 
     def __init__(
-        self, path: str | Path, check_interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        path: str | Path,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        auth: BasicAuth | None = None,
     ) -> None:
         self.path = Path(path)
         self.check_interval = check_interval
         self._clock = clock
-        self.config = load(self.path)
-        self._ssl = build_ssl_context(self.config.tls, str(self.path)) if self.config.tls else None
-        self._stamps = self._current_stamps(self.config)
+        self.auth = auth or BasicAuth()
+        loaded = self._read(WebConfig())
+        if loaded.error is not None:
+            raise loaded.error
+        assert loaded.config is not None
+        self.config, self._ssl, self._stamps = loaded.config, loaded.context, loaded.stamps
         self._checked_at = self._clock()
         self.tls_enabled = self.config.tls is not None
-        self.auth = BasicAuth()
+        self._reloading: asyncio.Task[None] | None = None
+        self._again = False
 
-    def _current_stamps(self, config: WebConfig) -> tuple[tuple[int, int, int] | None, ...]:
+    def _current_stamps(self, config: WebConfig) -> Stamps:
         files = (self.path, *(config.tls.files if config.tls else ()))
         return tuple(_stamp(f) for f in files)
 
+    def _read(self, previous: WebConfig) -> _Loaded:
+        """Read and validate the files; blocking, and safe in a worker thread (it changes nothing)."""
+        before = self._current_stamps(previous)  # what to compare with next, should this file be refused
+        try:
+            config = load(self.path)
+            stamps = (before[0], *(_stamp(f) for f in (config.tls.files if config.tls else ())))
+            context = build_ssl_context(config.tls, str(self.path)) if config.tls else None
+        except WebConfigError as exc:
+            return _Loaded(before, error=exc)
+        self.auth.prepare(config.users)
+        return _Loaded(before, stamps, config, context)
+
     def current(self) -> WebConfig:
-        """The configuration in force, re-read first if a file changed since the last check."""
+        """The configuration in force; starts a reload first if a file changed since the last check."""
         now = self._clock()
         if now - self._checked_at >= self.check_interval:
             self._checked_at = now
             if self._current_stamps(self.config) != self._stamps:
-                self.reload()
+                self.request_reload()
         return self.config
 
-    def reload(self) -> bool:
-        """Re-read the files now; keep the configuration in force (and log why) when the new one is bad."""
+    def request_reload(self) -> None:
+        """Re-read the files in a worker thread; without a running event loop, at once in this thread."""
+        if self._reloading is not None:
+            self._again = True  # a change during the reload: read once more when it ends
+            return
         try:
-            config = load(self.path)
-            context = build_ssl_context(config.tls, str(self.path)) if config.tls else None
-        except WebConfigError as exc:
-            log.error("keeping the previous web-config: %s", exc)
-            self._stamps = self._current_stamps(self.config)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.reload()
+            return
+        self._reloading = loop.create_task(self._reload_in_thread(), name="web-config reload")
+
+    async def _reload_in_thread(self) -> None:
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                self._apply(await asyncio.to_thread(self._read, self.config))
+        finally:
+            self._reloading = None
+
+    def reload(self) -> bool:
+        """Re-read the files now, in this thread; keep the one in force (and log why) when the new one is bad."""
+        return self._apply(self._read(self.config))
+
+    def _apply(self, loaded: _Loaded) -> bool:
+        if loaded.error is not None:
+            log.error("keeping the previous web-config: %s", loaded.error)
+            self._stamps = loaded.before
             return False
-        refusal = self._refusal(config)
+        assert loaded.config is not None
+        refusal = self._refusal(loaded.config)
         if refusal is not None:
             log.error("keeping the previous web-config: %s (%s)", refusal, self.path)
-            self._stamps = self._current_stamps(self.config)
+            self._stamps = loaded.before
             return False
-        self.config, self._ssl = config, context
-        self._stamps = self._current_stamps(config)
+        self.config, self._ssl, self._stamps = loaded.config, loaded.context, loaded.stamps
         log.info("web-config %s reloaded", self.path)
         return True
 
@@ -483,31 +486,13 @@ class WebConfigWatcher:
         return None
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The SSLContext for a new connection, from the configuration as it is now."""
+        """The SSLContext for a new connection, from the configuration in force now."""
         self.current()
         assert self._ssl is not None, "TLS is not enabled"
         return self._ssl
 
-    def server_ssl_context(self) -> ssl.SSLContext | None:
-        """What to give the listening socket: a context that defers to ssl_context() per connection, or None."""
-        if not self.tls_enabled:
-            return None
-        context = _ReloadingSSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.watcher = self
-        return context
-
-
-class _ReloadingSSLContext(ssl.SSLContext):
-    """Hands every new connection to the SSLContext of the web-config in force at its handshake."""
-
-    watcher: WebConfigWatcher
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLObject:
-        return self.watcher.ssl_context().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+    async def close(self) -> None:
+        """Stop a reload in progress and refuse new credential checks (shutdown)."""
+        self.auth.close()
+        if self._reloading is not None:
+            self._reloading.cancel()

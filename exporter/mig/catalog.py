@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.excerpt import excerpt
 from exporter.units import GIB
 
 COMPUTE_SLICES = 7
@@ -79,7 +80,7 @@ class Board:
             if p.name == name:
                 return p
         valid = ", ".join(p.name for p in self.profiles)
-        raise UnknownProfileError(f"unknown MIG profile {name!r} for {self.key} (valid: {valid})")
+        raise UnknownProfileError(f"unknown MIG profile {excerpt(name)} for {self.key} (valid: {valid})")
 
     def profile_by_id(self, profile_id: int) -> GiProfile | None:
         """The profile with this NVML ID, if the board has it."""
@@ -103,7 +104,9 @@ class Board:
             if c.name == name:
                 return c
         valid = ", ".join(c.name for c in options)
-        raise UnknownProfileError(f"unknown compute-instance profile {name!r} in {gi_profile.name} (valid: {valid})")
+        raise UnknownProfileError(
+            f"unknown compute-instance profile {excerpt(name)} in {gi_profile.name} (valid: {valid})"
+        )
 
 
 def _profiles(
@@ -208,7 +211,7 @@ def board(key: str) -> Board:
     try:
         return BOARDS[key]
     except KeyError:
-        raise UnknownBoardError(f"unknown GPU board {key!r} (valid: {', '.join(BOARDS)})") from None
+        raise UnknownBoardError(f"unknown GPU board {excerpt(key)} (valid: {', '.join(BOARDS)})") from None
 
 
 def _normalize_model(name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.mig.catalog import COMPUTE_SLICES, MEMORY_SLICES, Board, GiProfile
@@ -35,19 +35,22 @@ def largest_first(profile: GiProfile) -> tuple[int, int, bool, str]:
     return (-profile.memory_slices, -profile.compute_slices, not profile.is_media_extension, profile.name)
 
 
-def count_error(board: Board, profiles: Sequence[GiProfile]) -> str | None:
-    """The first rule a set of profiles breaks wherever they are placed (counts, +me, slice totals), if any."""
-    counts = Counter(p.name for p in profiles)
-    for profile in sorted(set(profiles), key=largest_first):
-        if counts[profile.name] > profile.max_count:
-            return f"{counts[profile.name]} x {profile.name} exceeds its maximum of {profile.max_count} per GPU"
-    media = sum(1 for p in profiles if p.is_media_extension)
+def count_error(board: Board, counts: Mapping[GiProfile, int]) -> str | None:
+    """The first rule a demand (instances per profile) breaks on one GPU wherever they go, if any.
+
+    It works on the counts (counts, +me, slice totals), so a demand of any size is answered without
+    being spelled out.
+    """
+    for profile in sorted(counts, key=largest_first):
+        if counts[profile] > profile.max_count:
+            return f"{counts[profile]} x {profile.name} exceeds its maximum of {profile.max_count} per GPU"
+    media = sum(n for p, n in counts.items() if p.is_media_extension)
     if media > 1:
         return f"at most one +me profile fits a GPU, asked for {media}"
-    compute = sum(p.compute_slices for p in profiles)
+    compute = sum(p.compute_slices * n for p, n in counts.items())
     if compute > COMPUTE_SLICES:
         return f"needs {compute} compute slices, {board.key} has {COMPUTE_SLICES}"
-    memory = sum(p.memory_slices for p in profiles)
+    memory = sum(p.memory_slices * n for p, n in counts.items())
     if memory > MEMORY_SLICES:
         return f"needs {memory} memory slices, {board.key} has {MEMORY_SLICES}"
     return None
@@ -65,7 +68,7 @@ def validate_layout(board: Board, placements: Iterable[Placement]) -> None:
     for a, b in itertools.pairwise(placed):
         if b.start < a.end:
             raise LayoutError(f"{a} and {b} overlap in memory slices {b.start}..{min(a.end, b.end) - 1}")
-    error = count_error(board, [p.profile for p in placed])
+    error = count_error(board, Counter(p.profile for p in placed))
     if error is not None:
         raise LayoutError(error)
 

@@ -36,6 +36,11 @@ class Plan:
     free_memory_slices: int  # left after the placements (all 8 when it does not fit)
     still_fits: tuple[GiProfile, ...]  # profiles of which one more could be added; empty when it does not fit
 
+    @classmethod
+    def refused(cls, board: Board, reason: str) -> Plan:
+        """The plan of a demand that does not fit, for `reason`."""
+        return cls(board, False, [], reason, COMPUTE_SLICES, MEMORY_SLICES, ())
+
     @property
     def free_memory_runs(self) -> list[tuple[int, int]]:
         """Free memory slices as (start, length) runs, lowest first."""
@@ -98,13 +103,13 @@ def place(board: Board, profiles: Sequence[GiProfile]) -> Plan:
     wanted = list(profiles)
     for p in wanted:
         board.profile(p.name)
-    error = count_error(board, wanted)
+    error = count_error(board, Counter(wanted))
     if error is None:
         best = _best_arrangement(board, wanted)
         if best is None:
             error = _placement_reason(wanted)
     if error is not None:
-        return Plan(board, False, [], error, COMPUTE_SLICES, MEMORY_SLICES, ())
+        return Plan.refused(board, error)
     assert best is not None
     headroom = _headroom(board, best)
     ordered = sorted(board.profiles, key=largest_first)

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +70,32 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1)
 class ExporterProcess:
     """`python -m exporter serve ...` as a child process on a free loopback port."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        headers: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.args = [sys.executable, "-m", "exporter", "serve", "--listen", f"{LOOPBACK}:{self.port}", *args]
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path
+        self.headers = headers or {}  # sent with the readiness check (credentials, behind basic auth)
+        self.preexec_fn = preexec_fn  # run in the child before it starts (resource limits)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 20.0) -> ExporterProcess:
         out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,  # noqa: PLW1509 - only setrlimit
+        )
         try:
             wait_until(self._ready, ready_timeout, f"exporter on {self.url}/readyz")
         except TimeoutError:
@@ -92,13 +107,13 @@ class ExporterProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"exporter exited with {self.proc.returncode}: {self.log()}")
-        return http_get(self.url + "/readyz", timeout=1)[0] == 200
+        return http_get(self.url + "/readyz", self.headers, timeout=1)[0] == 200
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
     def metrics(self) -> str:
-        status, _, body = http_get(self.url + "/metrics")
+        status, _, body = http_get(self.url + "/metrics", self.headers)
         assert status == 200, body
         return body.decode()
 

@@ -7,14 +7,15 @@ Every error names the file and the key path of the bad value, e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from exporter import yamlfile
+from exporter.excerpt import excerpt
 from exporter.mig.catalog import BOARDS, DEFAULT_BOARD, Board, GiProfile, UnknownProfileError
 from exporter.mig.placement import LayoutError, Placement, find_placement, validate_layout
 from exporter.sources.synthetic.patterns import PATTERNS, Idle, Pattern, Steady
@@ -98,6 +99,8 @@ class Scenario:
 
 
 BUILTIN = ("demo", "dgx-h100")
+TOP_KEYS = {"name", "seed", "driver_version", "gpus", "faults"}
+MAX_TEXT = 64  # characters in name, driver_version (a label value) and a fault's reason
 
 # Pattern parameters that are not levels (levels are 0..1): seconds and hours.
 _PARAMETER_RANGES: Mapping[str, tuple[float | None, float | None]] = {
@@ -115,23 +118,21 @@ def load(name_or_path: str) -> Scenario:
     path = Path(name_or_path)
     if not path.is_file():
         raise ScenarioError(
-            f"scenario {name_or_path!r} is neither a built-in ({', '.join(BUILTIN)}) nor a readable file"
+            f"scenario {excerpt(name_or_path)} is neither a built-in ({', '.join(BUILTIN)}) nor a readable file"
         )
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+        text = yamlfile.read(path)
+    except yamlfile.YamlError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
     return parse(text, origin=str(path))
 
 
 def parse(text: str, origin: str = "<scenario>") -> Scenario:
     """Parse and validate scenario YAML."""
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}" if where is not None else ""
-        raise ScenarioError(f"{origin}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        doc = yamlfile.parse(text)
+    except yamlfile.YamlError as exc:
+        raise ScenarioError(f"{origin}: {exc}") from None
     return _Reader(origin).scenario(doc)
 
 
@@ -151,9 +152,9 @@ class _Reader:
             raise self.fail(path, f"expected a mapping, got {type(value).__name__}")
         for key in value:
             if key not in allowed:
+                name = key if isinstance(key, str) and key.isidentifier() else excerpt(key)
                 raise self.fail(
-                    f"{path}.{key}" if path else str(key),
-                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                    f"{path}.{name}" if path else name, f"unknown key (allowed: {', '.join(sorted(allowed))})"
                 )
         for key in sorted(required - value.keys()):
             raise self.fail(f"{path}.{key}" if path else key, "missing required key")
@@ -161,16 +162,23 @@ class _Reader:
 
     def number(self, value: Any, path: str, lo: float | None = None, hi: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(path, f"expected a number, got {value!r}")
+            raise self.fail(path, f"expected a number, got {excerpt(value)}")
+        if not math.isfinite(value):
+            raise self.fail(path, f"expected a finite number, got {value!r}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise self.fail(path, f"{value!r} is out of range {lo}..{hi}")
+            raise self.fail(path, f"{excerpt(value)} is out of range {lo}..{hi}")
         return float(value)
 
     def integer(self, value: Any, path: str, lo: int = 0) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"expected an integer, got {value!r}")
+            raise self.fail(path, f"expected an integer, got {excerpt(value)}")
         if value < lo:
-            raise self.fail(path, f"{value!r} must be at least {lo}")
+            raise self.fail(path, f"{excerpt(value)} must be at least {lo}")
+        return value
+
+    def text(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value.isprintable() or not 0 < len(value) <= MAX_TEXT:
+            raise self.fail(path, f"expected up to {MAX_TEXT} printable characters, got {excerpt(value)}")
         return value
 
     def sequence(self, value: Any, path: str) -> list[Any]:
@@ -179,14 +187,15 @@ class _Reader:
         return value
 
     def scenario(self, doc: Any) -> Scenario:
-        top = self.mapping(doc, "", {"name", "seed", "driver_version", "gpus", "faults"}, {"gpus"})
+        if isinstance(doc, dict) and doc and not TOP_KEYS & doc.keys():
+            # Some other file (a password file, say): say so, and quote none of it.
+            raise self.fail("", f"not a scenario (a mapping of {', '.join(sorted(TOP_KEYS))}, with gpus required)")
+        top = self.mapping(doc, "", TOP_KEYS, {"gpus"})
         gpus_raw = self.sequence(top["gpus"], "gpus")
         if not gpus_raw:
             raise self.fail("gpus", "a scenario needs at least one GPU")
-        name = top.get("name", "custom")
-        driver = top.get("driver_version", "550.127.05")
-        if not isinstance(name, str) or not isinstance(driver, str):
-            raise self.fail("name" if not isinstance(name, str) else "driver_version", "expected a string")
+        name = self.text(top.get("name", "custom"), "name")
+        driver = self.text(top.get("driver_version", "550.127.05"), "driver_version")
         seed = self.integer(top.get("seed", 0), "seed")
         gpus = tuple(self.gpu(g, f"gpus[{i}]") for i, g in enumerate(gpus_raw))
         faults_raw = self.sequence(top.get("faults", []), "faults")
@@ -199,10 +208,18 @@ class _Reader:
         if gpu >= gpu_count:
             raise self.fail(f"{path}.gpu", f"GPU {gpu} does not exist (the scenario has GPUs 0..{gpu_count - 1})")
         if m["kind"] not in FAULT_KINDS:
-            raise self.fail(f"{path}.kind", f"unknown fault {m['kind']!r} (valid: {', '.join(FAULT_KINDS)})")
+            raise self.fail(f"{path}.kind", f"unknown fault {excerpt(m['kind'])} (valid: {', '.join(FAULT_KINDS)})")
         reason = m.get("reason", "injected")
-        if not isinstance(reason, str) or not reason.replace("_", "").isalnum() or not reason.isascii():
-            raise self.fail(f"{path}.reason", f"expected a short token of letters, digits and _, got {reason!r}")
+        if (
+            not isinstance(reason, str)
+            or not reason.replace("_", "").isalnum()
+            or not reason.isascii()
+            or len(reason) > MAX_TEXT
+        ):
+            raise self.fail(
+                f"{path}.reason",
+                f"expected a short token of letters, digits and _ (at most {MAX_TEXT}), got {excerpt(reason)}",
+            )
         return FaultSpec(
             gpu=gpu,
             kind=m["kind"],
@@ -215,11 +232,11 @@ class _Reader:
         m = self.mapping(raw, path, {"board", "mig", "instances", "activity", "memory", "ratios"})
         key = m.get("board", DEFAULT_BOARD)
         if not isinstance(key, str) or key not in BOARDS:
-            raise self.fail(f"{path}.board", f"unknown GPU board {key!r} (valid: {', '.join(BOARDS)})")
+            raise self.fail(f"{path}.board", f"unknown GPU board {excerpt(key)} (valid: {', '.join(BOARDS)})")
         board = BOARDS[key]
         mig = m.get("mig", "instances" in m)
         if not isinstance(mig, bool):
-            raise self.fail(f"{path}.mig", f"expected true or false, got {mig!r}")
+            raise self.fail(f"{path}.mig", f"expected true or false, got {excerpt(mig)}")
         if not mig and "instances" in m:
             raise self.fail(f"{path}.instances", "a GPU with mig: false has no instances")
         if mig and ("activity" in m):
@@ -341,10 +358,10 @@ class _Reader:
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             return Steady(self.number(raw, path, 0.0, 1.0))
         if not isinstance(raw, dict):
-            raise self.fail(path, f"expected 'idle', a level 0..1 or a mapping with 'pattern', got {raw!r}")
+            raise self.fail(path, f"expected 'idle', a level 0..1 or a mapping with 'pattern', got {excerpt(raw)}")
         kind = raw.get("pattern")
         if not isinstance(kind, str) or kind not in PATTERNS:
-            raise self.fail(f"{path}.pattern", f"unknown pattern {kind!r} (valid: {', '.join(PATTERNS)})")
+            raise self.fail(f"{path}.pattern", f"unknown pattern {excerpt(kind)} (valid: {', '.join(PATTERNS)})")
         cls = PATTERNS[kind]
         fields = {f.name: f for f in dataclasses.fields(cls)}
         required = {n for n, f in fields.items() if f.default is dataclasses.MISSING}
