@@ -14,7 +14,7 @@ from exporter.report.stats import Grid
 _LOW = (0xF7, 0xFB, 0xFF)  # activity 0
 _HIGH = (0x08, 0x30, 0x6B)  # activity 1
 _NO_DATA = "#e0e0e0"
-_ACTION_INK = {"keep": "#102a43", "resize": "#b35900", "reclaim": "#c62828"}
+_ACTION_INK = {"keep": "#102a43", "resize": "#b35900", "reclaim": "#c62828", "time-share": "#1f5fa8"}
 _FONT = 'font-family="sans-serif" font-size="11"'
 
 

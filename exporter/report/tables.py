@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from exporter.mig.catalog import GIB
 from exporter.report.review import InstanceResult, NodePlan, Review
+from exporter.report.rightsize import ACTIONS
 from exporter.timespec import format_duration, format_time
 
 
@@ -34,6 +35,22 @@ def window_line(review: Review) -> str:
     )
 
 
+def source_line(review: Review) -> str:
+    """Where the figures come from, what the server sent, and whether the retention was checked."""
+    source = review.provenance
+    if source is None:
+        return ""
+    retention = (
+        f"Retention {source.retention.value}."
+        if source.retention.value
+        else f"Retention not checked: {source.retention.unknown_because}; the window was checked against the data."
+    )
+    return (
+        f"Read from {source.rollup_note}: {source.values:,} values ({source.bytes / 1e6:.1f} MB) "
+        f"in {source.requests:,} queries. {retention}"
+    )
+
+
 def summary_table(review: Review) -> Table:
     today, after = review.gpus_today, review.gpus_recommended
     c0, c1 = review.compute_slices_today, review.compute_slices_recommended
@@ -57,13 +74,10 @@ def summary_table(review: Review) -> Table:
 
 
 def action_counts(review: Review) -> str:
-    counts = {"keep": 0, "resize": 0, "reclaim": 0}
+    counts = dict.fromkeys(ACTIONS, 0)
     for inst in review.instances:
         counts[inst.recommendation.action] += 1
-    return (
-        f"{len(review.instances)} GPU instances: {counts['keep']} keep, {counts['resize']} resize, "
-        f"{counts['reclaim']} reclaim."
-    )
+    return f"{len(review.instances)} GPU instances: " + ", ".join(f"{counts[a]} {a}" for a in ACTIONS) + "."
 
 
 def _pods(inst: InstanceResult) -> str:
