@@ -2,9 +2,9 @@
 
 Per chunk of at most two days: range queries of `avg_over_time` / `max_over_time` over one step for
 activity and memory (every step of every instance travels as JSON) and instant `last_over_time` identity
-queries, folded in Python into the same tallies the product fills from server-side aggregates, then
-reviewed by the same code. It is the baseline of bench/report_fleet.py and the reference the tests compare
-the product's decisions against (tests/test_report_engines.py).
+queries, folded in Python into the same tallies the product fills from server-side aggregates (memory from
+the per-step means, the shown p95 from a 1/1000 histogram, as before), then reviewed by the same code. It is
+the baseline of bench/report_fleet.py and the reference the tests compare the product's decisions against.
 
     PYTHONPATH=. python -m bench.raw_steps --prometheus URL --window 14d --end T [--output json]
 """
@@ -21,13 +21,13 @@ from collections.abc import Mapping, Sequence
 
 from exporter.cli.main import build_parser
 from exporter.cli.report import RENDERERS, ReportOptions, options_from
-from exporter.contract.thresholds import THRESHOLD_TOLERANCE
 from exporter.mig.catalog import board_for_model
 from exporter.report.collect import GpuSeen, InstanceSeen, ShardHistory
 from exporter.report.prometheus import PrometheusClient
 from exporter.report.queries import ACTIVITY, GPU_INFO, INSTANCE_INFO, MEMORY_TOTAL, MEMORY_USED, POD_INFO
 from exporter.report.review import Review, ReviewBuilder
-from exporter.report.stats import DISPLAY_BIN, Grid, InstanceKey, Tally, idle_below
+from exporter.report.rightsize import fit_thresholds
+from exporter.report.stats import Grid, InstanceKey, Tally, idle_below
 from exporter.timespec import format_duration
 
 CHUNK_SECONDS = 2 * 86400
@@ -45,10 +45,7 @@ def chunks(grid: Grid) -> list[tuple[float, float]]:
     return out
 
 
-def compute_slices(profile: str) -> int | None:
-    """A MIG profile's compute slices, from its name (`3g.40gb` -> 3)."""
-    head = profile.split("g.", 1)[0]
-    return int(head) if head.isdigit() and profile != head else None
+HISTOGRAM_BINS = 1000  # the shown p95, as the report read it before: the nearest rank of 1/1000-wide bins
 
 
 class StepFolder:
@@ -59,8 +56,8 @@ class StepFolder:
         self.options = options
         self.heat = heat
         self.low = idle_below(options.policy.idle_threshold)
-        self.factor = 1 + options.policy.compute_headroom
         self.history = ShardHistory(())
+        self.histograms: dict[InstanceKey, list[int]] = {}
         self.heat_sums: dict[InstanceKey, dict[int, list[float]]] = {}
 
     def instance(self, labels: Mapping[str, str]) -> InstanceSeen:
@@ -72,22 +69,26 @@ class StepFolder:
         )
         seen = self.history.instances.get(key)
         if seen is None:
-            seen = self.history.instances[key] = InstanceSeen(key, Tally(self.options.policy.idle_threshold))
+            policy = self.options.policy
+            tally = Tally(policy.idle_threshold, fit_thresholds(key.profile, policy))
+            seen = self.history.instances[key] = InstanceSeen(key, tally)
         return seen
 
     def activity_means(self, labels: Mapping[str, str], points: Sequence[tuple[float, float]]) -> None:
         seen = self.instance(labels)
-        tally, slices = seen.tally, compute_slices(seen.key.profile)
+        tally = seen.tally
+        histogram = self.histograms.setdefault(seen.key, [0] * (HISTOGRAM_BINS + 1))
         columns = self.heat_sums.setdefault(seen.key, {})
-        for t, raw in points:
-            if math.isnan(raw):
+        for t, value in points:
+            if math.isnan(value):
                 continue
-            value = min(1.0, max(0.0, raw))
+            tally.steps += 1
             tally.total += value
-            tally.bins[math.floor((value - self.low) / DISPLAY_BIN)] += 1
-            if slices is not None:
-                tally.fits[math.ceil(value * slices * self.factor - THRESHOLD_TOLERANCE)] += 1
-            tally.add_day(self.grid.day(t), value >= self.low, 1)
+            histogram[round(min(1.0, max(0.0, value)) * HISTOGRAM_BINS)] += 1
+            for slices, threshold in tally.thresholds.items():
+                tally.fits[slices] += value <= threshold
+            if value >= self.low:
+                tally.active[self.grid.day(t)] += 1
             if self.heat:
                 column = columns.setdefault(self.grid.index(t) // self.grid.column_steps, [0.0, 0.0])
                 column[0] += value
@@ -100,15 +101,23 @@ class StepFolder:
     def memory_means(self, labels: Mapping[str, str], points: Sequence[tuple[float, float]]) -> None:
         tally = self.instance(labels).tally
         for _, value in points:
-            if not math.isnan(value) and value >= 0:
+            if not math.isnan(value):
                 tally.memory_total += value
-                tally.memory_steps += 1
+                tally.memory_samples += 1
 
     def memory_maxima(self, labels: Mapping[str, str], points: Sequence[tuple[float, float]]) -> None:
         tally = self.instance(labels).tally
         tally.memory_peak = max([tally.memory_peak, *(v for _, v in points if not math.isnan(v))])
 
     def finish(self) -> ShardHistory:
+        for key, histogram in self.histograms.items():
+            tally = self.history.instances[key].tally
+            rank, seen = max(1, math.ceil(0.95 * tally.steps)), 0
+            for index, count in enumerate(histogram):
+                seen += count
+                if seen >= rank:
+                    tally.quantiles.append((tally.steps, index / HISTOGRAM_BINS))
+                    break
         for key, columns in self.heat_sums.items():
             self.history.instances[key].tally.heat = {c: s / n for c, (s, n) in columns.items()}
         return self.history

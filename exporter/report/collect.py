@@ -20,24 +20,21 @@ from exporter.mig.catalog import Board, board_for_model
 from exporter.report import spans
 from exporter.report.prometheus import PrometheusClient, PrometheusError, QueryTooLargeError, Retention, Sample
 from exporter.report.queries import (
-    ACTIVE_LABEL,
     ACTIVITY,
-    BIN_LABEL,
     GPU_INFO,
     INSTANCE_INFO,
     MEMORY_TOTAL,
     MEMORY_USED,
     ROLLUP_STEP,
-    SLICES_LABEL,
     Queries,
     Span,
 )
-from exporter.report.rightsize import Policy
+from exporter.report.rightsize import Policy, compute_slices_of, fit_thresholds
 from exporter.report.stats import DAY, Grid, InstanceKey, Tally
 from exporter.timespec import format_duration, format_time, parse_duration
 
 SHARD_NODES = 8  # nodes per shard: a dgx-h100 node has 24 GPU instances, so about 200 series per query
-POINTS_PER_QUERY = 1_000_000  # steps x series one query may evaluate (a subquery holds them all in memory)
+POINTS_PER_QUERY = 2_000_000  # steps x series one query may evaluate (a subquery holds them all in memory)
 SERIES_PER_NODE = 64  # assumed before a shard's instances are known
 MAX_SPLITS = 12  # halvings of one refused query before giving up
 PRESENCE_LOOKBACK = DAY  # what each GPU and instance looked like is read from the window's last day
@@ -127,13 +124,7 @@ class Collector:
         self.shard_nodes = max(1, shard_nodes)
         self.points_per_query = points_per_query
         self.shards_in_flight = shards_in_flight
-        self.q = Queries(
-            grid.step,
-            node_label=node_label,
-            matchers=matchers,
-            idle_threshold=policy.idle_threshold,
-            compute_headroom=policy.compute_headroom,
-        )
+        self.q = Queries(grid.step, node_label=node_label, matchers=matchers, idle_threshold=policy.idle_threshold)
         self.rollup_from_day = -1  # days 0..rollup_from_day are read from the rollups
         self.instances_seen = 0
         self.instances_with_activity = 0
@@ -294,7 +285,7 @@ class Collector:
     async def _shard(self, nodes: tuple[str, ...]) -> ShardHistory:
         history = ShardHistory(nodes)
         held = await self._identity(history)
-        series = max(len(history.instances), 1) if history.instances else SERIES_PER_NODE * len(nodes)
+        series = len(history.instances) or SERIES_PER_NODE * len(nodes)
         max_steps = max(1, self.points_per_query // series)
         grid = self.grid
         plans = []
@@ -303,26 +294,24 @@ class Collector:
             plans += [(span, False) for span in older]
         if self.rollup_from_day >= 0:
             plans += [(span, True) for span in spans.plan(grid, max_steps, oldest=self.rollup_from_day, newest=0)]
-        kinds = (
-            self._bins,
-            self._fits,
-            self._sum,
-            self._days,
-            self._peak,
-            self._memory_sum,
-            self._memory_steps,
-            self._memory_peak,
-        )
+        sizes = {s for i in history.instances.values() if (s := compute_slices_of(i.key.profile)) is not None}
+        tests: dict[float, dict[int, int]] = {}  # threshold -> {compute slices of the instances: slices they fit}
+        for size in sorted(sizes):
+            for fit, threshold in fit_thresholds(f"{size}g.", self.policy).items():
+                tests.setdefault(threshold, {})[size] = fit
         async with asyncio.TaskGroup() as group:
             for span, rollup in plans:
-                for kind in kinds:
+                for kind in (self._steps, self._sum, self._p95, self._active, self._peak, self._memory):
                     group.create_task(self._split_on_refusal(kind, history, nodes, span, rollup))
+                for threshold, fits in tests.items():
+                    test = self._fits(threshold, fits)
+                    group.create_task(self._split_on_refusal(test, history, nodes, span, rollup))
             if self.heat:
                 group.create_task(self._heat(history, nodes, max_steps))
         for seen in history.instances.values():
             seen.pods = held.get((seen.key.node, seen.key.gpu, seen.key.gi), set())
             self.instances_seen += 1
-            self.instances_with_activity += seen.tally.samples > 0
+            self.instances_with_activity += seen.tally.steps > 0
         return history
 
     async def _split_on_refusal(
@@ -360,60 +349,86 @@ class Collector:
         )
         seen = history.instances.get(key)
         if seen is None:
-            seen = history.instances[key] = InstanceSeen(key, Tally(self.policy.idle_threshold))
+            tally = Tally(self.policy.idle_threshold, fit_thresholds(key.profile, self.policy))
+            seen = history.instances[key] = InstanceSeen(key, tally)
         return seen
 
-    async def _instant(self, expr: str, span: Span) -> list[Sample]:
+    async def _at_end(self, expr: str, span: Span) -> list[Sample]:
         return await self.client.query(expr, span.last)
 
-    async def _bins(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        for s in await self._instant(self.q.bins(nodes, span, rollup), span):
-            label = _count_label(s.labels, BIN_LABEL)
-            if label is not None:
-                self._instance(history, s.labels).tally.bins[label] += round(s.value)
-
-    async def _fits(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        for s in await self._instant(self.q.fits(nodes, span, rollup), span):
-            label = _count_label(s.labels, SLICES_LABEL)
-            if label is not None:
-                self._instance(history, s.labels).tally.fits[label] += round(s.value)
+    async def _steps(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
+        for s in await self._at_end(self.q.step_count(nodes, span, rollup), span):
+            self._instance(history, s.labels).tally.steps += round(s.value)
 
     async def _sum(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        for s in await self._instant(self.q.activity_sum(nodes, span, rollup), span):
+        for s in await self._at_end(self.q.activity_sum(nodes, span, rollup), span):
             self._instance(history, s.labels).tally.total += s.value
 
+    async def _p95(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
+        for s in await self._at_end(self.q.activity_p95(nodes, span, rollup), span):
+            if math.isfinite(s.value):
+                self._instance(history, s.labels).tally.quantiles.append((spans.steps(self.grid, span), s.value))
+
+    def _fits(
+        self, threshold: float, fits: Mapping[int, int]
+    ) -> Callable[[ShardHistory, Sequence[str], Span, bool], Awaitable[None]]:
+        """Steps at or below one threshold, for the instances of the sizes it tests (`fits`: size -> slices)."""
+
+        async def run(history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
+            expr = self.q.steps_at_or_below(nodes, span, rollup, sorted(fits), threshold)
+            for s in await self._at_end(expr, span):
+                seen = self._instance(history, s.labels)
+                size = compute_slices_of(seen.key.profile)
+                if size is not None and size in fits:
+                    seen.tally.fits[fits[size]] += round(s.value)
+
+        return run
+
     async def _peak(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        for s in await self._instant(self.q.activity_max(nodes, span, rollup), span):
+        for s in await self._at_end(self.q.activity_max(nodes, span, rollup), span):
             tally = self._instance(history, s.labels).tally
             tally.peak = max(tally.peak, s.value)
 
-    async def _memory_sum(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        for s in await self._instant(self.q.memory_sum(nodes, span, rollup), span):
+    async def _memory(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
+        """Memory: the sum, count and maximum of its samples (of the rollups' per-step means and maxima)."""
+        totals, counts, peaks = await asyncio.gather(
+            *(
+                self._at_end(self.q.memory(f, nodes, span, rollup), span)
+                for f in ("sum_over_time", "count_over_time", "max_over_time")
+            )
+        )
+        for s in totals:
             self._instance(history, s.labels).tally.memory_total += s.value
-
-    async def _memory_steps(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        for s in await self._instant(self.q.memory_steps_count(nodes, span, rollup), span):
-            self._instance(history, s.labels).tally.memory_steps += round(s.value)
-
-    async def _memory_peak(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        for s in await self._instant(self.q.memory_max(nodes, span, rollup), span):
+        for s in counts:
+            self._instance(history, s.labels).tally.memory_samples += round(s.value)
+        for s in peaks:
             tally = self._instance(history, s.labels).tally
             tally.memory_peak = max(tally.memory_peak, s.value)
 
-    async def _days(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
-        """Steps and active steps per day; a span of whole days is read at each day end, a piece of a day at its end."""
-        expr = self.q.active_days(nodes, span, rollup)
-        if spans.whole_days(self.grid, span):
-            first, last = spans.day_ends(self.grid, span)
-            points = [
-                (s.labels, t, v) for s in await self.client.query_range(expr, first, last, DAY) for t, v in s.points
-            ]
-        else:
-            points = [(s.labels, span.last, s.value) for s in await self.client.query(expr, span.last)]
+    async def _active(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
+        """Active steps per day: one value at each day end of the span's whole days, and one at the end of a
+        piece of a day (a span inside one day, or the window's first day when it starts inside it)."""
+        grid = self.grid
+        oldest, newest = grid.day(span.first), grid.day(span.last)
+        pieces, whole = [span], None
+        if spans.whole_days(grid, span):
+            pieces = []
+            if grid.index(span.first) != spans.first_index(grid, oldest):
+                pieces.append(Span(span.first, grid.time(spans.last_index(grid, oldest))))
+                oldest -= 1
+            if oldest >= newest:
+                whole = (grid.day_end(oldest), grid.day_end(newest))
+        points: list[tuple[Mapping[str, str], float, float]] = []
+        for piece in pieces:
+            width = piece.last - piece.first + grid.step
+            answer = await self.client.query(self.q.active_steps(nodes, width, rollup), piece.last)
+            points += [(s.labels, piece.last, s.value) for s in answer]
+        if whole is not None:
+            expr = self.q.active_steps(nodes, DAY, rollup)
+            answer_range = await self.client.query_range(expr, whole[0], whole[1], DAY)
+            points += [(s.labels, t, v) for s in answer_range for t, v in s.points]
         for labels, t, value in points:
-            active = _count_label(labels, ACTIVE_LABEL)
-            if active is not None:
-                self._instance(history, labels).tally.add_day(self.grid.day(t), active == 1, round(value))
+            self._instance(history, labels).tally.active[grid.day(t)] += round(value)
 
     async def _heat(self, history: ShardHistory, nodes: Sequence[str], max_steps: int) -> None:
         """Mean activity per heatmap column (read from the rollups only where they cover the whole window)."""
@@ -436,18 +451,37 @@ class Collector:
                 self._instance(history, sample.labels).tally.heat[full] = sample.value
 
     async def _identity(self, history: ShardHistory) -> dict[tuple[str, str, str], set[str]]:
-        """What each GPU and GPU instance looked like at the last time it reported; the pods seen, by GPU instance."""
+        """What each GPU and GPU instance looked like at the last time it reported; the pods seen, by GPU instance.
+
+        Nodes reporting at the window's end are read there; the others at their last report in its last day.
+        """
         nodes = history.nodes
         lookback = min(PRESENCE_LOOKBACK, self.grid.end - self.grid.start + self.grid.step)
         at = self.grid.end
         async with asyncio.TaskGroup() as group:
-            gpus = group.create_task(self.client.query(self.q.last_seen(GPU_INFO, nodes, lookback), at))
-            infos = group.create_task(self.client.query(self.q.last_seen(INSTANCE_INFO, nodes, lookback), at))
+            gpus = group.create_task(self.client.query(self.q.reported_at(GPU_INFO, nodes), at))
+            infos = group.create_task(self.client.query(self.q.reported_at(INSTANCE_INFO, nodes), at))
             totals = group.create_task(self.client.query(self.q.last_value(MEMORY_TOTAL, nodes, lookback), at))
             pods = group.create_task(self.client.series(self.q.pods(nodes), self.grid.start, self.grid.end))
+        gpu_samples, info_samples = gpus.result(), infos.result()
+        reporting = {s.labels.get(self.node_label, "") for s in gpu_samples}
+        if silent := [n for n in nodes if n not in reporting]:
+            gpu_samples += await self.client.query(self.q.last_seen(GPU_INFO, silent, lookback), at)
+            info_samples += await self.client.query(self.q.last_seen(INSTANCE_INFO, silent, lookback), at)
+        self._layout(history, gpu_samples, info_samples)
+        for s in totals.result():
+            self._instance(history, s.labels).memory_total_bytes = s.value
+        held: dict[tuple[str, str, str], set[str]] = {}
+        for labels in pods.result():
+            where3 = (labels.get(self.node_label, ""), labels.get("gpu", ""), labels.get("gi", ""))
+            held.setdefault(where3, set()).add(f"{labels.get('namespace', '')}/{labels.get('pod', '')}")
+        return held
+
+    def _layout(self, history: ShardHistory, gpus: Sequence[Sample], infos: Sequence[Sample]) -> None:
+        """GPUs and instances present: those whose last report is their node's (their GPU's) last report."""
         latest_gpu: dict[tuple[str, str], tuple[float, Mapping[str, str]]] = {}
         node_latest: dict[str, float] = {}
-        for s in gpus.result():
+        for s in gpus:
             where = (s.labels.get(self.node_label, ""), s.labels.get("gpu", ""))
             if where not in latest_gpu or s.value > latest_gpu[where][0]:
                 latest_gpu[where] = (s.value, s.labels)
@@ -463,25 +497,18 @@ class Collector:
                 board_for_model(model),
                 present=seen_at >= node_latest[node] - tolerance,
             )
-        gpu_instances_latest: dict[tuple[str, str], float] = {}
-        for s in infos.result():
+        instances_latest: dict[tuple[str, str], float] = {}
+        for s in infos:
             where = (s.labels.get(self.node_label, ""), s.labels.get("gpu", ""))
-            gpu_instances_latest[where] = max(gpu_instances_latest.get(where, s.value), s.value)
-        for s in infos.result():
+            instances_latest[where] = max(instances_latest.get(where, s.value), s.value)
+        for s in infos:
             seen = self._instance(history, s.labels)
             where = (seen.key.node, seen.key.gpu)
-            reference = latest_gpu[where][0] if where in latest_gpu else gpu_instances_latest[where]
+            reference = latest_gpu[where][0] if where in latest_gpu else instances_latest[where]
             if s.value >= reference - tolerance:
                 seen.present = True
                 start = s.labels.get("placement_start", "")
                 seen.placement_start = int(start) if start.isdigit() else None
-        for s in totals.result():
-            self._instance(history, s.labels).memory_total_bytes = s.value
-        held: dict[tuple[str, str, str], set[str]] = {}
-        for labels in pods.result():
-            where3 = (labels.get(self.node_label, ""), labels.get("gpu", ""), labels.get("gi", ""))
-            held.setdefault(where3, set()).add(f"{labels.get('namespace', '')}/{labels.get('pod', '')}")
-        return held
 
     def _check_instances(self) -> None:
         if not self.instances_seen:
@@ -494,12 +521,3 @@ class Collector:
                 f"no series for {self.selector(ACTIVITY)} {self._where()} although {self.instances_seen} GPU "
                 "instances exist: the source does not read activity (see mig_exporter_field_supported)"
             )
-
-
-def _count_label(labels: Mapping[str, str], name: str) -> int | None:
-    """The integer a count_values label carries ("-0", "3"); None for NaN or anything else."""
-    try:
-        value = float(labels.get(name, "nan"))
-    except ValueError:
-        return None
-    return int(value) if math.isfinite(value) and value == int(value) else None

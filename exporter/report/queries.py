@@ -1,14 +1,17 @@
 """The PromQL of the capacity review: per-instance aggregates over a span of steps, computed by the server.
 
-The per-step series is the mean of the activity samples in each step, `avg_over_time(x[step - 1ms])`
-evaluated on the step grid (a sample on the grid is never counted in two steps), clipped to 0..1, NaN
-dropped; or, where the 5m rollup rules are loaded and the step is 5m, the rollup sample in each step. A
-subquery `[span:step]` evaluates it at every step of a span (subquery steps are aligned to multiples of the
-step, as the grid is) and one function folds the span into numbers that merge across spans: sums, counts by
-`count_values` label (bins, slices needed, active or not), maxima. Every query aggregates `by` the node
-label, gpu, gi and profile, so several jobs scraping one node add up as one instance.
+The per-step series S is the mean of the activity samples in each step, `avg_over_time(x[step - 1ms])`
+evaluated on the step grid (a sample on the grid is never counted in two steps); or, where the 5m rollup
+rules are loaded and the step is 5m, the rollup sample in each step. A subquery `S[span:step]` evaluates it
+at every step of a span (subquery steps are aligned to multiples of the step, as the grid is), and one
+`*_over_time` function folds the span into a number that merges across spans: a sum, a count of steps, a
+count of steps at or below a threshold, a maximum. Over the rollups, functions that need no threshold read
+the rollup samples directly (`f(rollup[span])`), which selects the same samples without a subquery.
 
-All strings that come from users (matchers, node names) are already validated or escaped here.
+The shapes are chosen for the server's cost: a threshold is one comparison per step, and each threshold
+test is its own small query over the instances of one profile size (`or` between branches, `count_values`
+and arithmetic per step each cost the server more than the whole aggregate). Sums and counts aggregate `by`
+the node label, gpu, gi and profile, so several jobs scraping one node add up as one instance.
 """
 
 from __future__ import annotations
@@ -19,10 +22,8 @@ from dataclasses import dataclass
 
 from exporter.contract import families as fam
 from exporter.contract import recorded
-from exporter.contract.thresholds import THRESHOLD_TOLERANCE
-from exporter.mig.catalog import BOARDS
 from exporter.model import Field
-from exporter.report.stats import DAY, DISPLAY_BIN, idle_below
+from exporter.report.stats import idle_below
 from exporter.timespec import format_duration, parse_duration
 
 ACTIVITY = fam.INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series
@@ -32,13 +33,7 @@ INSTANCE_INFO = fam.INSTANCE_INFO.series
 GPU_INFO = fam.GPU_INFO.series
 POD_INFO = fam.INSTANCE_POD_INFO.series
 ROLLUP_STEP = parse_duration(recorded.ROLLUP_INTERVAL)
-# Every compute-slice count a MIG profile has; a profile's name starts with it ("3g.40gb" has 3).
-COMPUTE_SLICE_COUNTS = tuple(sorted({p.compute_slices for b in BOARDS.values() for p in b.profiles}))
 EPSILON = 0.001  # seconds: ranges end this much short of a step, so they never reach the previous step's end
-
-BIN_LABEL = "bin"
-SLICES_LABEL = "slices"
-ACTIVE_LABEL = "active"
 
 
 def promql_string(text: str) -> str:
@@ -53,9 +48,10 @@ def node_matcher(label: str, nodes: Sequence[str]) -> str:
     return f"{label}=~{promql_string('|'.join(re.escape(n) for n in nodes))}"
 
 
-def _profile_with(compute_slices: int) -> str:
-    """A matcher for the profiles with this many compute slices (`3g.40gb`, `3g.20gb`, ...)."""
-    return "profile=~" + promql_string(re.escape(f"{compute_slices}g.") + ".*")
+def profile_with(compute_slices: Sequence[int]) -> str:
+    """A matcher for the profiles with these compute-slice counts (`3g.40gb`, `3g.20gb`, ...)."""
+    sizes = "|".join(str(n) for n in compute_slices)
+    return "profile=~" + promql_string(f"({sizes})" + re.escape("g.") + ".*")
 
 
 def _range(seconds: float) -> str:
@@ -75,22 +71,13 @@ class Span:
 
 
 class Queries:
-    """The review's PromQL for one window, policy and data source."""
+    """The review's PromQL for one window, idle threshold and data source."""
 
-    def __init__(
-        self,
-        step: float,
-        *,
-        node_label: str,
-        matchers: str,
-        idle_threshold: float,
-        compute_headroom: float,
-    ) -> None:
+    def __init__(self, step: float, *, node_label: str, matchers: str, idle_threshold: float) -> None:
         self.step = step
         self.node_label = node_label
         self.matchers = matchers
         self.idle_below = idle_below(idle_threshold)
-        self.demand_factor = 1 + compute_headroom  # written with repr: the server multiplies by the same double
         self.by = f"{node_label}, gpu, gi, profile"
         self.step_range = _range(step - EPSILON)
 
@@ -103,81 +90,72 @@ class Queries:
         return f"[{format_duration(span.last - span.first + self.step - EPSILON)}:{format_duration(self.step)}]"
 
     def _raw_range(self, span: Span) -> str:
-        """A range of raw samples holding exactly those the span's steps read."""
+        """A range of samples holding exactly those the span's steps read."""
         return _range(span.last - span.first + self.step - EPSILON)
 
-    # -- the per-step series ---------------------------------------------------------------------------
-
-    def activity_steps(self, nodes: Sequence[str], rollup: bool, *extra: str) -> str:
-        """Per-step mean activity, clipped to 0..1, NaN dropped."""
+    def steps(self, nodes: Sequence[str], rollup: bool, *extra: str) -> str:
+        """The per-step mean activity S, as an instant vector evaluated at a step."""
         if rollup:
-            inner = f"last_over_time({self.selector(recorded.INSTANCE_ACTIVITY_AVG5M, nodes, *extra)}{self.step_range})"
-        else:
-            inner = f"avg_over_time({self.selector(ACTIVITY, nodes, *extra)}{self.step_range})"
-        return f"(clamp_max(clamp_min({inner}, 0), 1) >= 0)"
+            return f"last_over_time({self.selector(recorded.INSTANCE_ACTIVITY_AVG5M, nodes, *extra)}{self.step_range})"
+        return f"avg_over_time({self.selector(ACTIVITY, nodes, *extra)}{self.step_range})"
 
-    def memory_steps(self, nodes: Sequence[str], rollup: bool) -> str:
-        """Per-step mean memory used, NaN dropped."""
+    def _steps_over(self, function: str, nodes: Sequence[str], span: Span, rollup: bool, *, first: str = "") -> str:
+        """`function` over the span's per-step means (the rollup samples themselves where they are read)."""
         if rollup:
-            inner = f"last_over_time({self.selector(recorded.INSTANCE_MEMORY_USED_AVG5M, nodes)}{self.step_range})"
-        else:
-            inner = f"avg_over_time({self.selector(MEMORY_USED, nodes)}{self.step_range})"
-        return f"({inner} >= 0)"
+            return f"{function}({first}{self.selector(recorded.INSTANCE_ACTIVITY_AVG5M, nodes)}{self._raw_range(span)})"
+        return f"{function}({first}{self.steps(nodes, rollup)}{self._over(span)})"
 
-    # -- aggregates over a span, instant queries at span.last ------------------------------------------------
+    # -- aggregates over a span: instant queries at span.last -----------------------------------------------
 
-    def bins(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
-        """Steps by 1%-wide activity bin, bins anchored so that bin < 0 is exactly `idle`."""
-        bin_of = f"floor(({self.activity_steps(nodes, rollup)} - {_number(self.idle_below)}) / {_number(DISPLAY_BIN)})"
-        return f'sum_over_time(count_values by ({self.by}) ("{BIN_LABEL}", {bin_of}){self._over(span)})'
-
-    def fits(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
-        """Steps by the compute slices their demand needs: ceil(mean x compute slices x (1 + headroom) - tolerance).
-
-        A profile's compute slices come from its name, one branch per slice count, so each series is read once.
-        """
-        branches = " or ".join(
-            f"ceil({self.activity_steps(nodes, rollup, _profile_with(n))} * {n} * "
-            f"{_number(self.demand_factor)} - {_number(THRESHOLD_TOLERANCE)})"
-            for n in COMPUTE_SLICE_COUNTS
-        )
-        return f'sum_over_time(count_values by ({self.by}) ("{SLICES_LABEL}", {branches}){self._over(span)})'
+    def step_count(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
+        return f"sum by ({self.by}) ({self._steps_over('count_over_time', nodes, span, rollup)})"
 
     def activity_sum(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
-        return f"sum by ({self.by}) (sum_over_time({self.activity_steps(nodes, rollup)}{self._over(span)}))"
+        return f"sum by ({self.by}) ({self._steps_over('sum_over_time', nodes, span, rollup)})"
+
+    def activity_p95(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
+        """The span's 95th percentile of the step means, interpolated (shown, never decided on)."""
+        return f"max by ({self.by}) ({self._steps_over('quantile_over_time', nodes, span, rollup, first='0.95, ')})"
+
+    def steps_at_or_below(
+        self, nodes: Sequence[str], span: Span, rollup: bool, compute_slices: Sequence[int], threshold: float
+    ) -> str:
+        """Steps of the instances with these compute-slice counts whose mean is at or below the threshold."""
+        steps = self.steps(nodes, rollup, profile_with(compute_slices))
+        return f"sum by ({self.by}) (count_over_time(({steps} <= {_number(threshold)}){self._over(span)}))"
 
     def activity_max(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
         metric = recorded.INSTANCE_ACTIVITY_MAX5M if rollup else ACTIVITY
         return f"max by ({self.by}) (max_over_time({self.selector(metric, nodes)}{self._raw_range(span)}))"
 
-    def memory_sum(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
-        return f"sum by ({self.by}) (sum_over_time({self.memory_steps(nodes, rollup)}{self._over(span)}))"
+    def active_steps(self, nodes: Sequence[str], width: float, rollup: bool) -> str:
+        """Steps whose mean is at or above the idle threshold, in the `width` seconds up to the evaluation."""
+        over = f"[{format_duration(width - EPSILON)}:{format_duration(self.step)}]"
+        return (
+            f"sum by ({self.by}) (count_over_time(({self.steps(nodes, rollup)} >= {_number(self.idle_below)}){over}))"
+        )
 
-    def memory_steps_count(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
-        return f"sum by ({self.by}) (count_over_time({self.memory_steps(nodes, rollup)}{self._over(span)}))"
-
-    def memory_max(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
-        metric = recorded.INSTANCE_MEMORY_USED_MAX5M if rollup else MEMORY_USED
-        return f"max by ({self.by}) (max_over_time({self.selector(metric, nodes)}{self._raw_range(span)}))"
-
-    def active_days(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
-        """Steps, active (mean at or above the idle threshold) or not, per day: evaluate at each day end in the span.
-
-        Steps before the span's first are filtered out, for the window's first (partial) day.
-        """
-        since = f"(vector(time()) >= {_number(span.first)})"
-        steps = f"({self.activity_steps(nodes, rollup)} and on () {since})"
-        width = min(DAY, span.last - span.first + self.step) - EPSILON
-        indicator = f"({steps} >= bool {_number(self.idle_below)})"
-        inner = f'count_values by ({self.by}) ("{ACTIVE_LABEL}", {indicator})'
-        return f"sum_over_time({inner}[{format_duration(width)}:{format_duration(self.step)}])"
+    def memory(self, function: str, nodes: Sequence[str], span: Span, rollup: bool) -> str:
+        """`function` (sum, count or max _over_time) over the memory samples the span's steps read (over the
+        rollups: their per-step means, or maxima for max)."""
+        if rollup:
+            peak = function == "max_over_time"
+            metric = recorded.INSTANCE_MEMORY_USED_MAX5M if peak else recorded.INSTANCE_MEMORY_USED_AVG5M
+        else:
+            metric = MEMORY_USED
+        aggregate = "max" if function == "max_over_time" else "sum"
+        return f"{aggregate} by ({self.by}) ({function}({self.selector(metric, nodes)}{self._raw_range(span)}))"
 
     def heat(self, nodes: Sequence[str], column_steps: int, rollup: bool) -> str:
         """Mean activity per heatmap column of `column_steps` steps, evaluated at each column's last step."""
         over = f"[{format_duration(column_steps * self.step - EPSILON)}:{format_duration(self.step)}]"
-        return f"avg by ({self.by}) (avg_over_time({self.activity_steps(nodes, rollup)}{over}))"
+        return f"avg by ({self.by}) (avg_over_time({self.steps(nodes, rollup)}{over}))"
 
     # -- identity ------------------------------------------------------------------------------------------
+
+    def reported_at(self, metric: str, nodes: Sequence[str]) -> str:
+        """Each series' sample time at the evaluation (within the server's lookback)."""
+        return f"timestamp({self.selector(metric, nodes)})"
 
     def last_seen(self, metric: str, nodes: Sequence[str], lookback: float) -> str:
         """Each series' last sample time within the lookback (its labels say what it was)."""

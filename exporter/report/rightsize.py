@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from exporter.contract.thresholds import IDLE_RATIO
-from exporter.mig.catalog import GIB, Board, GiProfile
+from exporter.contract.thresholds import IDLE_RATIO, THRESHOLD_TOLERANCE
+from exporter.mig.catalog import BOARDS, GIB, Board, GiProfile
 from exporter.report.stats import Summary
 
 Action = Literal["keep", "resize", "reclaim", "time-share"]
 Constraint = Literal["idle", "periodic", "compute", "memory", "+me", "catalog", "no data"]
 ACTIONS: tuple[Action, ...] = ("keep", "resize", "time-share", "reclaim")
+# Every compute-slice count a MIG profile has on any board.
+COMPUTE_SLICE_COUNTS = tuple(sorted({p.compute_slices for b in BOARDS.values() for p in b.profiles}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,26 @@ class Recommendation:
     profile: str | None
     constraint: Constraint
     reason: str
+
+
+def compute_slices_of(profile: str) -> int | None:
+    """A MIG profile's compute slices, from its name, which starts with them (`3g.40gb` has 3)."""
+    head, dot, _ = profile.partition("g.")
+    return int(head) if dot and head.isdigit() else None
+
+
+def fit_thresholds(profile: str, policy: Policy) -> dict[int, float]:
+    """For each compute-slice count up to the instance's own: the step mean at or below which the step's demand
+    (mean x its compute slices x (1 + headroom)) fits that many slices.
+
+    The ratio is rounded to 12 decimals, so equal ratios (1 of 2 slices, 2 of 4) give one threshold, and the
+    threshold tolerance is added: a mean within it of the threshold counts as at it.
+    """
+    current = compute_slices_of(profile)
+    if current is None:
+        return {}
+    factor = current * (1 + policy.compute_headroom)
+    return {n: round(n / factor, 12) + THRESHOLD_TOLERANCE for n in COMPUTE_SLICE_COUNTS if n <= current}
 
 
 def unassessed(profile: str, constraint: Constraint, reason: str) -> Recommendation:

@@ -14,12 +14,12 @@ from exporter.report.queries import Span
 from exporter.report.stats import Grid
 
 
-def _first_index(grid: Grid, day: int) -> int:
+def first_index(grid: Grid, day: int) -> int:
     """The first step of a day (steps after end - (day + 1) days)."""
     return max(0, math.floor((grid.day_end(day + 1) - grid.start) / grid.step + 1e-9) + 1)
 
 
-def _last_index(grid: Grid, day: int) -> int:
+def last_index(grid: Grid, day: int) -> int:
     """The last step of a day (at or before end - day days)."""
     return min(grid.points - 1, math.floor((grid.day_end(day) - grid.start) / grid.step + 1e-9))
 
@@ -39,7 +39,7 @@ def plan(grid: Grid, max_steps: int, *, oldest: int | None = None, newest: int =
     out: list[Span] = []
     group: tuple[int, int] | None = None  # first and last index of the days gathered so far
     for day in range(grid.days - 1 if oldest is None else oldest, newest - 1, -1):
-        first, last = _first_index(grid, day), _last_index(grid, day)
+        first, last = first_index(grid, day), last_index(grid, day)
         if first > last:
             continue
         if last - first + 1 > limit:
@@ -60,7 +60,7 @@ def plan(grid: Grid, max_steps: int, *, oldest: int | None = None, newest: int =
 
 def whole_days(grid: Grid, span: Span) -> bool:
     """The span ends at the end of its day (it holds whole days, the window's first perhaps partial)."""
-    return grid.index(span.last) == _last_index(grid, grid.day(span.last))
+    return grid.index(span.last) == last_index(grid, grid.day(span.last))
 
 
 def day_ends(grid: Grid, span: Span) -> tuple[float, float]:
@@ -74,7 +74,7 @@ def split(grid: Grid, span: Span) -> tuple[Span, Span] | None:
     oldest, newest = grid.day(span.first), grid.day(span.last)
     if oldest > newest:
         middle = (oldest + newest + 1) // 2  # the older part ends with this day
-        cut = _last_index(grid, middle)
+        cut = last_index(grid, middle)
         return _span(grid, first, cut), _span(grid, cut + 1, last)
     if first == last:
         return None

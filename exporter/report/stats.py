@@ -1,15 +1,14 @@
 """Per-instance statistics over a window, from aggregates the server computes and that merge exactly.
 
-The report's unit of time is the step: per step, one mean and one maximum of the instance's activity (and
-memory). The server folds steps into a few numbers per instance and time span (see `queries`): the sum of
-the step means, counts of steps by 1%-wide activity bin, counts of steps by the compute slices their
-demand needs, counts of steps and of active steps per day, maxima. Counts and sums add up across spans and
-maxima combine, so any split of the window into spans gives the same Tally.
+The report's unit of time is the step: per step, the mean of the instance's activity samples. The server
+folds the steps of a span into a few numbers per instance (see `queries`): how many steps, the sum of their
+means, how many are at or below each threshold right-sizing tests, how many are active per day, maxima.
+Counts and sums add up across spans and maxima combine, so any split of the window gives the same Tally.
 
-Right-sizing tests the nearest-rank 95th percentile of the step means against thresholds: "the p95 is
-below t" holds exactly when at least rank = ceil(0.95 n) of the n steps are below t. The tally keeps those
-counts for every threshold a decision tests (the idle threshold, and for each number of compute slices the
-demand that fits it), so decisions are exact; the p95 shown is read from the 1% bins.
+Right-sizing tests the nearest-rank 95th percentile of the step means against thresholds: "the p95 is at or
+below t" holds exactly when at least rank = ceil(0.95 n) of the n steps are, so decisions are exact. The
+p95 shown is the server's interpolated quantile of the span (the step-weighted mean over spans when there are
+several), kept inside the interval the exact tests leave for it.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from exporter.contract.thresholds import ONE_OFF_MAX_DAYS, RIGHT_SIZING_PERCENTILE, THRESHOLD_TOLERANCE
 
 HEAT_COLUMNS = 168
-DISPLAY_BIN = 0.01  # width of the activity bins the shown p95 is read from
 DAY = 86400.0
 
 
@@ -94,53 +92,46 @@ class Tally:
     """Running aggregates for one instance; add server answers for spans of the window in any order."""
 
     idle_threshold: float
-    bins: Counter[int] = field(default_factory=Counter)  # steps by bin: floor((mean - idle_below) / DISPLAY_BIN)
-    fits: Counter[int] = field(default_factory=Counter)  # steps by compute slices their demand needs
-    days: dict[int, list[int]] = field(default_factory=dict)  # day -> [steps, active steps]
+    thresholds: dict[int, float]  # compute slices -> the step mean at or below which demand fits them
+    steps: int = 0
     total: float = 0.0  # sum of the step means
+    fits: Counter[int] = field(default_factory=Counter)  # compute slices -> steps at or below its threshold
+    active: Counter[int] = field(default_factory=Counter)  # day -> steps at or above the idle threshold
+    quantiles: list[tuple[int, float]] = field(default_factory=list)  # (steps in the span, the span's p95)
     peak: float = -math.inf
     memory_total: float = 0.0
-    memory_steps: int = 0
+    memory_samples: int = 0
     memory_peak: float = -math.inf
     heat: dict[int, float] = field(default_factory=dict)  # heatmap column -> mean of its step means
 
-    def add_day(self, day: int, active: bool, steps: int) -> None:
-        counts = self.days.setdefault(day, [0, 0])
-        counts[0] += steps
-        if active:
-            counts[1] += steps
-
-    @property
-    def samples(self) -> int:
-        return sum(steps for steps, _ in self.days.values())
-
     def summary(self, columns: int) -> Summary | None:
         """The statistics, or None when no activity was seen."""
-        n = self.samples
+        n = self.steps
         if n == 0:
             return None
-        idle = n - sum(active for _, active in self.days.values())
+        idle = n - sum(self.active.values())
         rank = _rank(n)
-        low = idle_below(self.idle_threshold)
-        seen = 0
-        middle = 1.0
-        for b in sorted(self.bins):
-            seen += self.bins[b]
-            if seen >= rank:
-                middle = low + (b + 0.5) * DISPLAY_BIN  # the middle of the p95's bin
-                break
-        top = low + max(self.bins, default=0) * DISPLAY_BIN  # the lower edge of the highest bin
-        peak = min(1.0, max(self.peak, top, 0.0))
+        weight = sum(w for w, _ in self.quantiles)
+        estimate = sum(w * q for w, q in self.quantiles) / weight if weight else 0.0
+        peak = min(1.0, max(self.peak, 0.0))
+        low, high = 0.0, peak  # the exact tests bound the p95: keep the shown one inside
+        bound = idle_below(self.idle_threshold)
+        low, high = (low, min(high, bound)) if idle >= rank else (max(low, bound), high)
+        for slices, threshold in self.thresholds.items():
+            if self.fits[slices] >= rank:
+                high = min(high, threshold)
+            else:
+                low = max(low, threshold)
         return Summary(
             samples=n,
             mean=self.total / n,
-            p95=round(min(1.0, max(0.0, middle), peak), 4),  # a step mean is never above the maximum sample
+            p95=round(min(max(estimate, low), high), 4),
             max=peak,
             idle_fraction=idle / n,
             idle_steps=idle,
-            fit_steps=tuple(sorted(self.fits.items())),
-            active_days=tuple(sorted(d for d, (_, active) in self.days.items() if active)),
-            memory_mean_bytes=self.memory_total / self.memory_steps if self.memory_steps else 0.0,
+            fit_steps=tuple((s, self.fits[s]) for s in sorted(self.thresholds)),
+            active_days=tuple(sorted(d for d, steps in self.active.items() if steps)),
+            memory_mean_bytes=self.memory_total / self.memory_samples if self.memory_samples else 0.0,
             memory_max_bytes=max(self.memory_peak, 0.0),
             heat=tuple(self.heat.get(c) for c in range(columns)),
         )
@@ -156,11 +147,11 @@ class Summary:
 
     samples: int  # steps with activity data
     mean: float
-    p95: float  # shown: from 1%-wide bins (within half a percent); decisions use the counts below
+    p95: float  # shown; decisions use the counts below
     max: float
     idle_fraction: float
     idle_steps: int
-    fit_steps: tuple[tuple[int, int], ...]  # (compute slices the demand needs, steps), ascending
+    fit_steps: tuple[tuple[int, int], ...]  # (compute slices, steps whose demand fits them), ascending
     active_days: tuple[int, ...]  # days with active steps (0 = the window's last day)
     memory_mean_bytes: float
     memory_max_bytes: float
@@ -177,8 +168,8 @@ class Summary:
         return self.idle_steps >= self.rank
 
     def p95_fits(self, compute_slices: int) -> bool:
-        """The p95 demand (with headroom) fits this many compute slices."""
-        return sum(steps for slices, steps in self.fit_steps if slices <= compute_slices) >= self.rank
+        """The p95 demand (with headroom) fits this many compute slices (never more than its own)."""
+        return dict(self.fit_steps).get(compute_slices, 0) >= self.rank
 
     @property
     def recurring(self) -> bool:
