@@ -46,6 +46,17 @@ class NoDataError(PrometheusError):
     """The server answers but holds no (or too little) data for the report."""
 
 
+def _finite(sample: Sample, what: str, url: str, node_label: str) -> float:
+    """The sample's value; a PrometheusError naming the series when it is NaN or infinite (or a negative count)."""
+    if math.isfinite(sample.value) and (what != "count" or sample.value >= 0):
+        return sample.value
+    where = ", ".join(f"{k}={sample.labels.get(k, '')}" for k in (node_label, "gpu", "gi", "profile"))
+    raise PrometheusError(
+        f"Prometheus at {url} answered {sample.value!r} as a {what} of activity for {where}: "
+        "the series hold NaN or infinite samples in the window"
+    )
+
+
 @dataclass
 class GpuSeen:
     """A GPU as its latest mig_gpu_info series in the window's last day described it."""
@@ -259,16 +270,20 @@ class Collector:
         )
         grid = self.grid
         oldest = grid.days - 1
-        # A day is covered when the rollups hold as many series as the raw data at its end and at the end of the
-        # day before (for the first day, at the window's start).
+        # A day is covered when the rollups hold as many series as the raw data at its last step and at the last
+        # step of the day before (the window's first step, for its first day).
         checks = [
             (t, v)
             for s in await self.client.query_range(covered, grid.day_end(oldest), grid.end, DAY)
             for t, v in s.points
         ]
         checks += [(grid.start, s.value) for s in await self.client.query(covered, grid.start)]
-        passed = {grid.day(t) if t != grid.start else oldest + 1: v == 1 for t, v in checks}
-        ok = {d: passed.get(d, False) and passed.get(d + 1, False) for d in range(oldest + 1)}
+        passed = {round(t, 3): v == 1 for t, v in checks}
+
+        def ok_at(t: float) -> bool:
+            return passed.get(round(max(t, grid.start), 3), False)
+
+        ok = {d: ok_at(grid.day_end(d)) and ok_at(grid.day_end(d + 1)) for d in range(oldest + 1)}
         day = -1
         while ok.get(day + 1, False):
             day += 1
@@ -278,7 +293,11 @@ class Collector:
             return f"raw series: {names} are not recorded by this server (load deploy/prometheus's rules)"
         if day == oldest:
             return f"{names} (the rollup rules)"
-        return f"{names} for the last {day + 1} of {grid.days} days, raw series before"
+        stamps = await self.client.query(f"timestamp({self.selector(recorded.INSTANCE_ACTIVITY_AVG5M)})", grid.end)
+        if stamps:
+            phase = round(stamps[0].value - math.floor(stamps[0].value / grid.step) * grid.step, 3)
+            self.q.raw_offset = (grid.step - phase) % grid.step
+        return f"{names} for the last {day + 1} of {grid.days} days, raw series before (on the rollups' windows)"
 
     # -- one shard ---------------------------------------------------------------------------------------
 
@@ -343,6 +362,9 @@ class Collector:
         for part_nodes, part_span in parts:
             await self._split_on_refusal(kind, history, part_nodes, part_span, rollup, depth=depth + 1)
 
+    def _finite(self, sample: Sample, what: str) -> float:
+        return _finite(sample, what, self.client.url, self.node_label)
+
     def _instance(self, history: ShardHistory, labels: Mapping[str, str]) -> InstanceSeen:
         key = InstanceKey(
             labels.get(self.node_label, ""), labels.get("gpu", ""), labels.get("gi", ""), labels.get("profile", "")
@@ -358,11 +380,11 @@ class Collector:
 
     async def _steps(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
         for s in await self._at_end(self.q.step_count(nodes, span, rollup), span):
-            self._instance(history, s.labels).tally.steps += round(s.value)
+            self._instance(history, s.labels).tally.steps += round(self._finite(s, "count"))
 
     async def _sum(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
         for s in await self._at_end(self.q.activity_sum(nodes, span, rollup), span):
-            self._instance(history, s.labels).tally.total += s.value
+            self._instance(history, s.labels).tally.total += self._finite(s, "sum")
 
     async def _p95(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
         for s in await self._at_end(self.q.activity_p95(nodes, span, rollup), span):
@@ -380,7 +402,7 @@ class Collector:
                 seen = self._instance(history, s.labels)
                 size = compute_slices_of(seen.key.profile)
                 if size is not None and size in fits:
-                    seen.tally.fits[fits[size]] += round(s.value)
+                    seen.tally.fits[fits[size]] += round(self._finite(s, "count"))
 
         return run
 
@@ -398,9 +420,9 @@ class Collector:
             )
         )
         for s in totals:
-            self._instance(history, s.labels).tally.memory_total += s.value
+            self._instance(history, s.labels).tally.memory_total += self._finite(s, "sum")
         for s in counts:
-            self._instance(history, s.labels).tally.memory_samples += round(s.value)
+            self._instance(history, s.labels).tally.memory_samples += round(self._finite(s, "count"))
         for s in peaks:
             tally = self._instance(history, s.labels).tally
             tally.memory_peak = max(tally.memory_peak, s.value)
@@ -413,7 +435,9 @@ class Collector:
         pieces, whole = [span], None
         if spans.whole_days(grid, span):
             pieces = []
-            if grid.index(span.first) != spans.first_index(grid, oldest):
+            # a first day the span (or the window) starts inside is counted on its own, from the span's first step
+            window_starts_inside = span.first == grid.start and grid.start - grid.day_end(oldest + 1) > grid.step
+            if window_starts_inside or grid.index(span.first) != spans.first_index(grid, oldest):
                 pieces.append(Span(span.first, grid.time(spans.last_index(grid, oldest))))
                 oldest -= 1
             if oldest >= newest:
@@ -428,7 +452,8 @@ class Collector:
             answer_range = await self.client.query_range(expr, whole[0], whole[1], DAY)
             points += [(s.labels, t, v) for s in answer_range for t, v in s.points]
         for labels, t, value in points:
-            self._instance(history, labels).tally.active[grid.day(t)] += round(value)
+            steps = self._finite(Sample(labels, value), "count")
+            self._instance(history, labels).tally.active[grid.day(t)] += round(steps)
 
     async def _heat(self, history: ShardHistory, nodes: Sequence[str], max_steps: int) -> None:
         """Mean activity per heatmap column (read from the rollups only where they cover the whole window)."""
@@ -444,11 +469,13 @@ class Collector:
             for s in await self.client.query_range(expr, ends[0], ends[1], k * grid.step):
                 heat = self._instance(history, s.labels).tally.heat
                 for t, value in s.points:
-                    heat[(grid.index(t) + 1) // k - 1] = value
+                    if math.isfinite(value):
+                        heat[(grid.index(t) + 1) // k - 1] = value
         if full * k < grid.points:
             rest = grid.points - full * k
             for sample in await self.client.query(self.q.heat(nodes, rest, rollup), grid.end):
-                self._instance(history, sample.labels).tally.heat[full] = sample.value
+                if math.isfinite(sample.value):
+                    self._instance(history, sample.labels).tally.heat[full] = sample.value
 
     async def _identity(self, history: ShardHistory) -> dict[tuple[str, str, str], set[str]]:
         """What each GPU and GPU instance looked like at the last time it reported; the pods seen, by GPU instance.
@@ -470,7 +497,8 @@ class Collector:
             info_samples += await self.client.query(self.q.last_seen(INSTANCE_INFO, silent, lookback), at)
         self._layout(history, gpu_samples, info_samples)
         for s in totals.result():
-            self._instance(history, s.labels).memory_total_bytes = s.value
+            if math.isfinite(s.value):
+                self._instance(history, s.labels).memory_total_bytes = s.value
         held: dict[tuple[str, str, str], set[str]] = {}
         for labels in pods.result():
             where3 = (labels.get(self.node_label, ""), labels.get("gpu", ""), labels.get("gi", ""))

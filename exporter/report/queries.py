@@ -80,6 +80,12 @@ class Queries:
         self.idle_below = idle_below(idle_threshold)
         self.by = f"{node_label}, gpu, gi, profile"
         self.step_range = _range(step - EPSILON)
+        # Where raw spans sit beside rollup spans, raw steps read the windows the rollups summarise: the rule
+        # group evaluates at its own phase within each step, so raw reads are shifted back to it.
+        self.raw_offset = 0.0
+
+    def _raw_shift(self, rollup: bool) -> str:
+        return "" if rollup or self.raw_offset <= 0 else f" offset {format_duration(self.raw_offset)}"
 
     def selector(self, metric: str, nodes: Sequence[str] = (), *extra: str) -> str:
         parts = [m for m in (self.matchers, node_matcher(self.node_label, nodes) if nodes else "", *extra) if m]
@@ -97,7 +103,7 @@ class Queries:
         """The per-step mean activity S, as an instant vector evaluated at a step."""
         if rollup:
             return f"last_over_time({self.selector(recorded.INSTANCE_ACTIVITY_AVG5M, nodes, *extra)}{self.step_range})"
-        return f"avg_over_time({self.selector(ACTIVITY, nodes, *extra)}{self.step_range})"
+        return f"avg_over_time({self.selector(ACTIVITY, nodes, *extra)}{self.step_range}{self._raw_shift(rollup)})"
 
     def _steps_over(self, function: str, nodes: Sequence[str], span: Span, rollup: bool, *, first: str = "") -> str:
         """`function` over the span's per-step means (the rollup samples themselves where they are read)."""
@@ -126,7 +132,8 @@ class Queries:
 
     def activity_max(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
         metric = recorded.INSTANCE_ACTIVITY_MAX5M if rollup else ACTIVITY
-        return f"max by ({self.by}) (max_over_time({self.selector(metric, nodes)}{self._raw_range(span)}))"
+        over = f"{self._raw_range(span)}{self._raw_shift(rollup)}"
+        return f"max by ({self.by}) (max_over_time({self.selector(metric, nodes)}{over}))"
 
     def active_steps(self, nodes: Sequence[str], width: float, rollup: bool) -> str:
         """Steps whose mean is at or above the idle threshold, in the `width` seconds up to the evaluation."""
@@ -144,7 +151,8 @@ class Queries:
         else:
             metric = MEMORY_USED
         aggregate = "max" if function == "max_over_time" else "sum"
-        return f"{aggregate} by ({self.by}) ({function}({self.selector(metric, nodes)}{self._raw_range(span)}))"
+        over = f"{self._raw_range(span)}{self._raw_shift(rollup)}"
+        return f"{aggregate} by ({self.by}) ({function}({self.selector(metric, nodes)}{over}))"
 
     def heat(self, nodes: Sequence[str], column_steps: int, rollup: bool) -> str:
         """Mean activity per heatmap column of `column_steps` steps, evaluated at each column's last step."""
