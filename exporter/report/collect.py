@@ -46,6 +46,12 @@ class NoDataError(PrometheusError):
     """The server answers but holds no (or too little) data for the report."""
 
 
+def _first(group: BaseExceptionGroup[PrometheusError]) -> PrometheusError:
+    """The first error of a task group's, however deep its groups nest."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def _finite(sample: Sample, what: str, url: str, node_label: str) -> float:
     """The sample's value; a PrometheusError naming the series when it is NaN or infinite (or a negative count)."""
     if math.isfinite(sample.value) and (what != "count" or sample.value >= 0):
@@ -168,7 +174,7 @@ class Collector:
                 for shard in shards:
                     group.create_task(one(shard))
         except* PrometheusError as failed:
-            raise failed.exceptions[0] from None
+            raise _first(failed) from None
         self._check_instances()
         traffic = self.client.traffic
         return Provenance(
