@@ -116,6 +116,13 @@ def baseline(url: str, days: int, end: int, pid: int, output: str) -> Run:
 
 
 def backfill(nodes: int, days: int, end: int, data: Path, work: Path) -> None:
+    """The fleet's history, written by a child process: this one stays small, so the peak RSS of the runs it
+    starts (which counts what a child shares with its parent before exec) is theirs."""
+    args = ["--backfill", str(data), str(work), str(nodes), str(days), str(end)]
+    subprocess.run([sys.executable, __file__, *args], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def write_history(nodes: int, days: int, end: int, data: Path, work: Path) -> None:
     """The fleet's history, NODES_PER_FILE nodes per promtool run.
 
     simulate-history gives equal scenarios equal values, so one dgx-h100 node is simulated and its series are
@@ -282,6 +289,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--backfill"]:  # the child process of backfill()
+        data, work, nodes, days, end = sys.argv[2:7]
+        write_history(int(nodes), int(days), int(end), Path(data), Path(work))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 48])
     parser.add_argument("--days", type=int, default=14)

@@ -45,9 +45,9 @@ def source_line(review: Review) -> str:
         if source.retention.value
         else f"Retention not checked: {source.retention.unknown_because}; the window was checked against the data."
     )
+    size = f"{source.bytes / 1e6:.1f} MB" if source.bytes >= 1e6 else f"{source.bytes / 1e3:.0f} kB"
     return (
-        f"Read from {source.rollup_note}: {source.values:,} values ({source.bytes / 1e6:.1f} MB) "
-        f"in {source.requests:,} queries. {retention}"
+        f"Read from {source.rollup_note}: {source.values:,} values ({size}) in {source.requests:,} queries. {retention}"
     )
 
 
