@@ -17,7 +17,7 @@ from exporter.contract import defaults, recorded
 from exporter.contract import families as fam
 from exporter.contract import thresholds as limits
 from exporter.model import Field
-from exporter.timespec import parse_duration
+from exporter.timespec import format_duration, parse_duration
 
 ACTIVITY = fam.INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE]
 INSTANCE_TEXT = "GPU instance {{ $labels.gi }} ({{ $labels.profile }}) on GPU {{ $labels.gpu }} of node"
@@ -42,6 +42,14 @@ class Rule:
 class Group:
     name: str
     rules: tuple[Rule, ...]
+    interval: str | None = None  # None: Prometheus' global evaluation_interval
+    comment: str = ""
+
+    def body(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"name": self.name}
+        if self.interval is not None:
+            head["interval"] = self.interval
+        return {**head, "rules": [r.body for r in self.rules]}
 
 
 _UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
@@ -104,6 +112,39 @@ def recording_rules() -> Group:
                 {"record": recorded.INSTANCE_ACTIVITY_AVG1H, "expr": f"avg_over_time({ACTIVITY}[1h])"},
                 "Each GPU instance's activity averaged over the last hour (dashboards, the under-used alert).",
             ),
+        ),
+    )
+
+
+def rollup_rules() -> Group:
+    """One sample per GPU instance every 5 minutes: the capacity review's steps, and long-range panels' input."""
+    window = f"[{format_duration(parse_duration(recorded.ROLLUP_INTERVAL) - 0.001)}]"
+    memory = fam.INSTANCE_MEMORY_USED
+    return Group(
+        "mig-exporter.rollup.5m",
+        (
+            Rule(
+                {"record": recorded.INSTANCE_ACTIVITY_AVG5M, "expr": f"avg_over_time({ACTIVITY}{window})"},
+                "Mean activity of each GPU instance over the 5 minutes up to each evaluation.",
+            ),
+            Rule(
+                {"record": recorded.INSTANCE_ACTIVITY_MAX5M, "expr": f"max_over_time({ACTIVITY}{window})"},
+                "Peak activity in the same windows.",
+            ),
+            Rule(
+                {"record": recorded.INSTANCE_MEMORY_USED_AVG5M, "expr": f"avg_over_time({memory}{window})"},
+                "Mean memory used by each GPU instance in the same windows.",
+            ),
+            Rule(
+                {"record": recorded.INSTANCE_MEMORY_USED_MAX5M, "expr": f"max_over_time({memory}{window})"},
+                "Peak memory used in the same windows.",
+            ),
+        ),
+        interval=recorded.ROLLUP_INTERVAL,
+        comment=(
+            "Rollups: evaluated every 5 minutes over windows 1 ms short of 5 minutes, so consecutive windows tile\n"
+            "time and no sample counts twice (ranges include both ends). `mig-exporter report --step 5m` reads\n"
+            "them instead of raw series wherever they cover the window; long-range dashboards can share them."
         ),
     )
 
@@ -185,7 +226,7 @@ def alert_rules(th: Thresholds) -> Group:
 
 def rule_groups(th: Thresholds) -> tuple[Group, ...]:
     """Every group of the shipped rules file, in file order."""
-    return (recording_rules(), alert_rules(th))
+    return (recording_rules(), rollup_rules(), alert_rules(th))
 
 
 class _Dumper(yaml.SafeDumper):
@@ -210,7 +251,12 @@ def rules_file(th: Thresholds) -> str:
     for i, group in enumerate(rule_groups(th)):
         if i:
             out.append("\n")
-        out.append(f"  - name: {group.name}\n    rules:\n")
+        if group.comment:
+            out.append(_indent("".join(f"# {line}\n" for line in group.comment.splitlines()), "  "))
+        out.append(f"  - name: {group.name}\n")
+        if group.interval is not None:
+            out.append(f"    interval: {group.interval}\n")
+        out.append("    rules:\n")
         for j, rule in enumerate(group.rules):
             if j and "alert" in rule.body:
                 out.append("\n")
@@ -220,7 +266,7 @@ def rules_file(th: Thresholds) -> str:
             out.append(_indent(body, "      "))
     text = "".join(out)
     parsed = yaml.safe_load(text)
-    expected = [{"name": g.name, "rules": [r.body for r in g.rules]} for g in rule_groups(th)]
+    expected = [g.body() for g in rule_groups(th)]
     if parsed != {"groups": expected}:
         raise AssertionError("the generated rules file does not parse back to its groups")
     return text

@@ -111,10 +111,12 @@ def panel_queries(stack: Stack) -> list[tuple[str, str, dict[str, Any]]]:
 def test_every_rule_evaluates_without_error_and_records_every_gpu_and_instance(stack: Stack) -> None:
     """Prometheus reports every shipped rule healthy; the recording rules cover all 8 GPUs and 24 instances."""
     groups = stack.prom.api("rules")["groups"]
-    rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 7
-    for rule in rules:
-        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+    rules = [(g["name"], r) for g in groups for r in g["rules"]]
+    assert len(rules) == 11
+    for group, rule in rules:
+        # the 5m rollups may not have run yet in a test this short (the report's tests record them with promtool)
+        healthy = ("ok", "unknown") if group == "mig-exporter.rollup.5m" else ("ok",)
+        assert rule["health"] in healthy, (rule["name"], rule.get("lastError"))
     weighted = stack.prom.query("instance_gpu:mig_gr_engine_active_ratio:slice_weighted")
     assert sorted(r["metric"]["gpu"] for r in weighted) == [str(i) for i in range(8)]
     assert len(stack.prom.query("instance_gpu_gi:mig_instance_gr_engine_active_ratio:avg1h")) == 24

@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from exporter.exposition.native import native_families
 from exporter.exposition.render import render
 from exporter.model import Field
-from exporter.sources.synthetic.history import Node, sample_times, write_openmetrics
+from exporter.sources.synthetic.history import Node, sample_times, scrape_offsets, write_openmetrics
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator
 from tests.support.snapshots import FIXED_TIME, fixed_snapshot
@@ -61,22 +61,40 @@ def test_report_history_has_the_series_the_exporter_exposes() -> None:
 
 
 def test_report_history_values_are_the_simulator_truth() -> None:
-    """Each sample of a varying series equals the simulator's value at that sample's time."""
+    """Activity samples are the mean of the simulator over the step's 15 s scrapes; memory is read at the sample."""
     times = sample_times(FIXED_TIME, FIXED_TIME + 3600, 300)
     written = parse(history("demo", times))
     sim = Simulator(load("demo"))
+    offsets = scrape_offsets(300)
+    assert len(offsets) == 20 and offsets[-1] == 0.0 and offsets[0] == -285.0
     checked = 0
     for (name, labels), points in written.items():
         d = dict(labels)
         assert [t for t, _ in points] == times
         for t, value in points:
             if name == "mig_instance_gr_engine_active_ratio":
-                assert value == sim.gi_activity(int(d["gpu"]), int(d["gi"]), t)[Field.GR_ENGINE_ACTIVE]
+                truth = [sim.gi_activity(int(d["gpu"]), int(d["gi"]), t + o)[Field.GR_ENGINE_ACTIVE] for o in offsets]
+                assert value == pytest.approx(sum(truth) / len(truth), abs=1e-12)
                 checked += 1
             elif name == "mig_instance_memory_used_bytes":
                 assert value == sim.gi_memory_used(int(d["gpu"]), int(d["gi"]), t)
                 checked += 1
     assert checked == 2 * 4 * len(times)
+
+
+def test_report_history_averages_a_burst_pattern_over_each_step() -> None:
+    """dgx-h100's 1g.10gb bursting at 95% for half of every 300 s reads 0.475 at a 5m step, not a constant 0.95."""
+    times = sample_times(FIXED_TIME, FIXED_TIME + 6 * 3600, 300)
+    written = parse(history("dgx-h100", times))
+    key = next(
+        k
+        for k in written
+        if k[0] == "mig_instance_gr_engine_active_ratio" and ("gi", "5") in k[1] and ("gpu", "0") in k[1]
+    )
+    assert {round(v, 12) for _, v in written[key]} == {0.475}
+    # at a 15 s step each sample is one scrape: the burst shows as it is
+    fine = parse(history("dgx-h100", sample_times(FIXED_TIME, FIXED_TIME + 600, 15)))
+    assert {round(v, 12) for _, v in fine[key]} == {0.0, 0.95}
 
 
 def test_report_history_cli_writes_backfillable_openmetrics(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import io
 import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ from pytest_aiohttp import AiohttpServer
 
 from exporter.cli.main import build_parser
 from exporter.cli.report import ProgressBar, options_from
-from exporter.mig.catalog import board
-from exporter.report.prometheus import MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusError, chunks
-from exporter.report.rightsize import Policy, recommend
-from exporter.report.stats import Accumulator, Grid, InstanceKey, Summary, label_number
+from exporter.contract.thresholds import THRESHOLD_TOLERANCE
+from exporter.mig.catalog import BOARDS, board
+from exporter.report import spans
+from exporter.report.prometheus import PrometheusClient, PrometheusError, QueryTooLargeError
+from exporter.report.rightsize import Policy, compute_slices_of, fit_thresholds, recommend
+from exporter.report.stats import Grid, InstanceKey, Summary, Tally, label_number
 from exporter.timespec import format_duration, parse_duration
 from exporter.units import GIB
 from tests.support.processes import free_port
@@ -93,11 +96,12 @@ async def test_report_names_a_server_that_is_not_prometheus(aiohttp_server: Aioh
     async with PrometheusClient(url) as client:
         with pytest.raises(PrometheusError, match=r"/wrong-prefix/api/v1/query is not Prometheus' HTTP API \(HTTP 404"):
             await client.query("up", 0)
-        assert await client.retention() is None
+        retention = await client.retention()
+        assert retention.value is None and "does not serve /api/v1/status/runtimeinfo" in retention.unknown_because
 
 
 async def test_report_passes_on_prometheus_query_errors(aiohttp_server: AiohttpServer) -> None:
-    """An API error (bad query, HTTP 422) is reported with the query and Prometheus' own message."""
+    """An API error (HTTP 422) is reported with the query and Prometheus' own message, as a refusal for size."""
 
     async def reject(_: web.Request) -> web.Response:
         return web.json_response({"status": "error", "errorType": "execution", "error": "too many samples"}, status=422)
@@ -106,28 +110,39 @@ async def test_report_passes_on_prometheus_query_errors(aiohttp_server: AiohttpS
     app.router.add_route("POST", "/api/v1/query_range", reject)
     server = await aiohttp_server(app)
     async with PrometheusClient(f"http://127.0.0.1:{server.port}") as client:
-        with pytest.raises(PrometheusError, match=r"rejected 'up' \(HTTP 422\): too many samples"):
+        with pytest.raises(QueryTooLargeError, match=r"rejected 'up' \(HTTP 422\): too many samples"):
             await client.query_range("up", 0, 3600, 60)
 
 
 @given(
     start=st.integers(0, 2_000_000_000),
-    points=st.integers(1, 100_000),
-    step=st.sampled_from([1, 15, 60, 300, 3600]),
-    limit=st.integers(1, MAX_POINTS_PER_QUERY),
+    points=st.integers(1, 30_000),
+    step=st.sampled_from([15, 60, 300, 420, 3600]),
+    limit=st.integers(1, 5_000),
 )
-def test_report_range_queries_cover_the_window_in_chunks(start: int, points: int, step: int, limit: int) -> None:
-    """Chunks hold every evaluation time of the window exactly once and never more than the limit each."""
-    end = start + (points - 1) * step
-    parts = chunks(start, end, step, limit)
-    assert parts[0][0] == start and parts[-1][1] == end
+def test_report_spans_cover_the_window_in_whole_days_or_pieces_of_one(
+    start: int, points: int, step: int, limit: int
+) -> None:
+    """Spans hold every step once, at most `limit` each, and are whole days or inside one day; splits keep that."""
+    grid = Grid(start, start + (points - 1) * step, step)
+    parts = spans.plan(grid, limit)
+    assert parts[0].first == grid.start and parts[-1].last == grid.end
     counted = 0
-    for (a, b), nxt in zip(parts, [*parts[1:], None], strict=True):
-        n = round((b - a) / step) + 1
+    for span, nxt in zip(parts, [*parts[1:], None], strict=True):
+        n = spans.steps(grid, span)
         assert 1 <= n <= limit
+        assert spans.whole_days(grid, span) or grid.day(span.first) == grid.day(span.last)
         counted += n
         if nxt is not None:
-            assert nxt[0] == b + step
+            assert nxt.first == span.last + step
+        halves = spans.split(grid, span)
+        if halves is None:
+            assert n == 1
+        else:
+            assert halves[0].first == span.first and halves[1].last == span.last
+            assert halves[1].first == halves[0].last + step
+            for half in halves:
+                assert spans.whole_days(grid, half) or grid.day(half.first) == grid.day(half.last)
     assert counted == points
 
 
@@ -137,38 +152,76 @@ def test_report_durations_round_trip(text: str) -> None:
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
 
 
-@given(st.lists(st.floats(0, 1), min_size=1, max_size=500))
-def test_report_p95_is_within_half_a_bin_of_the_exact_percentile(values: list[float]) -> None:
-    """The histogram p95, mean, max and idle share match exact figures over the same step means."""
-    grid = Grid(0, (len(values) - 1) * 60.0, 60.0)
-    acc = Accumulator(grid, idle_threshold=0.05)
-    points = [(i * 60.0, v) for i, v in enumerate(values)]
-    acc.add_activity_means(points)
-    acc.add_activity_maxima(points)
-    summary = acc.summary()
-    assert summary is not None
+DEFAULT_POLICY = Policy()
+
+
+def tally(values: list[float], profile: str, policy: Policy = DEFAULT_POLICY, memory_gib: float = 0.0) -> Tally:
+    """A tally of step means, counted the way the server counts them (one day, one span)."""
+    acc = Tally(policy.idle_threshold, fit_thresholds(profile, policy))
+    acc.steps, acc.total, acc.peak = len(values), sum(values), max(values)
+    for slices, threshold in acc.thresholds.items():
+        acc.fits[slices] = sum(1 for v in values if v <= threshold)
+    acc.active[0] = sum(1 for v in values if v >= policy.idle_threshold - THRESHOLD_TOLERANCE)
     ordered = sorted(values)
-    exact = ordered[math.ceil(0.95 * len(values)) - 1]
-    assert summary.p95 == pytest.approx(exact, abs=0.0005 + 1e-12)
+    acc.quantiles.append((len(values), ordered[math.ceil(0.95 * len(values)) - 1]))
+    acc.memory_peak, acc.memory_total, acc.memory_samples = memory_gib * GIB, memory_gib * GIB, 1
+    return acc
+
+
+PROFILES = sorted({p.name for b in BOARDS.values() for p in b.profiles})
+
+
+@given(
+    values=st.lists(st.floats(0, 1), min_size=1, max_size=400),
+    profile=st.sampled_from(PROFILES),
+    headroom=st.sampled_from([0.0, 0.2, 0.5]),
+)
+def test_report_p95_tests_from_counts_equal_tests_on_the_exact_p95(
+    values: list[float], profile: str, headroom: float
+) -> None:
+    """Counts at each threshold decide exactly what the nearest-rank p95 itself would: idle, and fits n slices."""
+    policy = Policy(compute_headroom=headroom)
+    summary = tally(values, profile, policy).summary(0)
+    assert summary is not None
+    p95 = sorted(values)[math.ceil(0.95 * len(values)) - 1]
+    assert summary.p95_idle == (p95 < policy.idle_threshold - THRESHOLD_TOLERANCE)
+    current = compute_slices_of(profile)
+    assert current is not None
+    for slices, threshold in fit_thresholds(profile, policy).items():
+        assert summary.p95_fits(slices) == (p95 <= threshold)
+        assert threshold == pytest.approx(slices / (current * (1 + headroom)), abs=2 * THRESHOLD_TOLERANCE)
     assert summary.mean == pytest.approx(sum(values) / len(values))
-    assert summary.max == pytest.approx(max(values), abs=0.0005 + 1e-12)
-    assert summary.idle_fraction == sum(1 for v in values if v < 0.05) / len(values)
-    assert len(summary.heat) == min(168, len(values))
+    assert summary.idle_fraction == sum(1 for v in values if v < 0.05 - THRESHOLD_TOLERANCE) / len(values)
+    assert summary.p95 == pytest.approx(p95, abs=1e-4)  # the shown p95 here is the exact one, within its bracket
 
 
-def summary(p95: float, memory_gib: float) -> Summary:
-    return Summary(
-        samples=100,
-        mean=p95 * 0.8,
-        p95=p95,
-        max=p95,
-        idle_fraction=1.0 if p95 < 0.05 else 0.0,
-        memory_mean_bytes=memory_gib * GIB,
-        memory_max_bytes=memory_gib * GIB,
-        heat=(),
-        first_seen=0,
-        last_seen=0,
-    )
+def test_report_threshold_tests_hold_against_float_round_trips() -> None:
+    """0.04999999999999999 (Prometheus) and 0.05 (VictoriaMetrics, 14 digits) are both at the idle threshold."""
+    for value in (0.04999999999999999, 0.05, 0.05000000000000001):
+        summary = tally([value] * 20, "1g.10gb").summary(0)
+        assert summary is not None and not summary.p95_idle and summary.idle_fraction == 0.0
+    # a 2g.20gb's demand at 41.6666...% activity is exactly 1 slice with 20% headroom, whichever way it rounds
+    for value in (1 / 2.4, 0.41666666666666, 0.4166666666666667):
+        summary = tally([value] * 20, "2g.20gb").summary(0)
+        assert summary is not None and summary.p95_fits(1)
+
+
+def test_report_profile_names_give_the_catalog_compute_slices() -> None:
+    """Every profile of every board starts with its compute slices (the server's size groups rely on it)."""
+    for b in BOARDS.values():
+        for p in b.profiles:
+            assert compute_slices_of(p.name) == p.compute_slices, p.name
+    assert compute_slices_of("weird") is None
+
+
+def summary(p95: float, memory_gib: float, profile: str = "3g.40gb", days: tuple[int, ...] = ()) -> Summary:
+    """Steps all at `p95` (active ones on `days`, if given)."""
+    acc = tally([p95] * 100, profile, memory_gib=memory_gib)
+    if days:
+        acc.active = Counter({d: 1 for d in days})
+    result = acc.summary(0)
+    assert result is not None
+    return result
 
 
 @pytest.mark.parametrize(
@@ -188,15 +241,76 @@ def summary(p95: float, memory_gib: float) -> Summary:
 )
 def test_report_right_sizing(current: str, p95: float, memory_gib: float, action: str, profile: str | None) -> None:
     """The smallest profile covering p95 demand and peak memory with headroom; idle ones reclaimed."""
-    rec = recommend(summary(p95, memory_gib), H100.profile(current), H100, Policy())
+    rec = recommend(summary(p95, memory_gib, current), H100.profile(current), H100, Policy())
     assert (rec.action, rec.profile) == (action, profile), rec.reason
+
+
+def daily(
+    busy_steps: dict[int, int], level: float, days: int = 14, steps_per_day: int = 288
+) -> list[tuple[int, float]]:
+    """(day, step mean) for a window of `days`: `busy_steps[d]` steps at `level` on day d, the rest idle."""
+    return [(d, level if k < busy_steps.get(d, 0) else 0.0) for d in range(days) for k in range(steps_per_day)]
+
+
+def periodic_summary(steps: list[tuple[int, float]], profile: str = "1g.10gb") -> Summary:
+    acc = tally([v for _, v in steps], profile)
+    acc.active = Counter(d for d, v in steps if v >= 0.05)
+    result = acc.summary(0)
+    assert result is not None
+    return result
+
+
+@pytest.mark.parametrize(
+    ("busy", "action", "constraint", "says"),
+    [
+        ({d: 12 for d in range(14)}, "time-share", "periodic", "active on 14 days"),  # an hour at 80% every day
+        ({3: 12, 10: 12}, "time-share", "periodic", "active on 2 days"),  # a weekly job
+        ({5: 40}, "reclaim", "idle", "active on 1 day"),  # one job, once
+        ({5: 30, 6: 30}, "reclaim", "idle", "active on 2 days"),  # one job that ran over midnight
+        ({}, "reclaim", "idle", "idle 100% of the window"),
+    ],
+)
+def test_report_periodic_use_is_a_time_share_candidate_not_reclaimed(
+    busy: dict[int, int], action: str, constraint: str, says: str
+) -> None:
+    """Idle at the p95 but used on separate days: time-share (kept in the layout); a one-off burst: reclaim."""
+    rec = recommend(periodic_summary(daily(busy, 0.8)), H100.profile("1g.10gb"), H100, Policy())
+    assert (rec.action, rec.constraint) == (action, constraint), rec.reason
+    assert says in rec.reason
+    assert rec.profile == ("1g.10gb" if action == "time-share" else None)
+
+
+@pytest.mark.parametrize(
+    ("case", "action", "constraint", "reason"),
+    [
+        (("3g.40gb", 0.9, 30.0), "keep", "compute", "busy: p95 demand exceeds its 3 compute slices"),
+        (("3g.40gb", 0.7, 30.0), "keep", "compute", "right-sized: p95 demand needs 3 compute slices"),
+        (("3g.40gb", 0.1, 30.0), "keep", "memory", "memory-bound: peak memory 30.0 GiB (33.0 GiB with headroom)"),
+        (("1g.10gb", 0.5, 9.5), "keep", "memory", "does not fit its 9.8 GiB; it is never grown"),
+        (("2g.20gb", 0.3, 19.0), "keep", "memory", "does not fit its 19.6 GiB"),
+        (("3g.40gb", 0.1, 15.0), "resize", "memory", "needs 1g.20gb (compute alone would fit 1g.10gb)"),
+        (("3g.40gb", 0.1, 7.9), "resize", "compute", "compute: p95 demand needs 1 compute slice"),
+        (("1g.10gb+me", 0.2, 2.0), "keep", "+me", "+me: its media engines exist only on +me profiles"),
+    ],
+)
+def test_report_reasons_name_the_constraint_that_decided(
+    case: tuple[str, float, float], action: str, constraint: str, reason: str
+) -> None:
+    """Busy means compute; an instance kept for its memory says memory; +me says +me."""
+    current, p95, memory_gib = case
+    rec = recommend(summary(p95, memory_gib, current), H100.profile(current), H100, Policy())
+    assert (rec.action, rec.constraint) == (action, constraint), rec.reason
+    assert reason in rec.reason
+    assert "busy" not in rec.reason or constraint == "compute"
 
 
 def test_report_headroom_is_configurable() -> None:
     """With no compute headroom, a 3g at 33% p95 fits one slice; with 20% it needs two."""
-    light = summary(0.33, 5.0)
-    assert recommend(light, H100.profile("3g.40gb"), H100, Policy(compute_headroom=0.0)).profile == "1g.10gb"
-    assert recommend(light, H100.profile("3g.40gb"), H100, Policy(compute_headroom=0.2)).profile == "2g.20gb"
+    bare = tally([0.33] * 100, "3g.40gb", Policy(compute_headroom=0.0), memory_gib=5.0).summary(0)
+    padded = tally([0.33] * 100, "3g.40gb", Policy(compute_headroom=0.2), memory_gib=5.0).summary(0)
+    assert bare is not None and padded is not None
+    assert recommend(bare, H100.profile("3g.40gb"), H100, Policy(compute_headroom=0.0)).profile == "1g.10gb"
+    assert recommend(padded, H100.profile("3g.40gb"), H100, Policy(compute_headroom=0.2)).profile == "2g.20gb"
 
 
 class _Terminal(io.StringIO):
@@ -211,14 +325,16 @@ def test_report_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
         bar = ProgressBar(stream, width=10)
         bar(4, 8)
         bar(8, 8)
-    assert tty.getvalue() == "\rquerying Prometheus [#####.....] 4/8\rquerying Prometheus [##########] 8/8\n"
+    assert tty.getvalue() == (
+        "\rquerying Prometheus [#####.....] 4/8 nodes\rquerying Prometheus [##########] 8/8 nodes\n"
+    )
     assert pipe.getvalue() == ""
     interrupted = _Terminal()
     bar = ProgressBar(interrupted, width=4)
     bar(1, 4)
     bar.close()
     bar.close()
-    assert interrupted.getvalue() == "\rquerying Prometheus [#...] 1/4\n"
+    assert interrupted.getvalue() == "\rquerying Prometheus [#...] 1/4 nodes\n"
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,18 @@ from typing import TextIO, TypeVar
 
 from exporter.contract.thresholds import IDLE_RATIO
 from exporter.report.collect import Collector
-from exporter.report.prometheus import Credentials, PrometheusClient, PrometheusError, check_url, selector_matchers
+from exporter.report.prometheus import (
+    Credentials,
+    PrometheusClient,
+    PrometheusError,
+    check_url,
+    one_line,
+    selector_matchers,
+)
 from exporter.report.render_html import render_html
 from exporter.report.render_json import render_json
 from exporter.report.render_markdown import render_markdown
-from exporter.report.review import Review, build_review
+from exporter.report.review import Review, ReviewBuilder
 from exporter.report.rightsize import Policy
 from exporter.report.stats import Grid
 from exporter.timespec import parse_duration, parse_time
@@ -71,7 +78,7 @@ def add_parser(commands: argparse._SubParsersAction[P]) -> None:
     p.add_argument(
         "--header", action="append", default=[], metavar="NAME:VALUE", help="extra header, e.g. X-Scope-OrgID:team"
     )
-    p.add_argument("--timeout", default="120", metavar="SECONDS", help="per query (default 120)")
+    p.add_argument("--timeout", default="120", metavar="SECONDS", help="per request, body included (default 120)")
 
 
 def _ratio(flag: str, value: str, hi: float) -> float:
@@ -189,7 +196,7 @@ class ProgressBar:
             return
         filled = self.width * done // total
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\rquerying Prometheus [{bar}] {done}/{total}")
+        self.stream.write(f"\rquerying Prometheus [{bar}] {done}/{total} nodes")
         self.open = done < total
         if not self.open:
             self.stream.write("\n")
@@ -203,18 +210,21 @@ class ProgressBar:
 
 
 async def review(options: ReportOptions, progress: ProgressBar | None = None) -> Review:
-    """Query the server and build the review."""
+    """Query the server and build the review, shard by shard."""
+    heat = options.output == "html"  # only the HTML page draws the heatmap
+    builder = ReviewBuilder(options.grid, options.policy, heat=heat)
     async with PrometheusClient(options.url, options.credentials, timeout=options.timeout) as client:
         collector = Collector(
             client,
             options.grid,
-            idle_threshold=options.policy.idle_threshold,
+            options.policy,
             node_label=options.node_label,
             matchers=options.matchers,
+            heat=heat,
             progress=progress,
         )
-        history = await collector.collect()
-    return build_review(history, options.policy)
+        provenance = await collector.collect(builder.add)
+    return builder.finish(options.url, provenance)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         result = asyncio.run(review(options, progress))
     except (ReportInputError, PrometheusError) as exc:
         progress.close()
-        print(f"mig-exporter: error: {exc}", file=sys.stderr)
+        print(f"mig-exporter: error: {one_line(str(exc), 2000)}", file=sys.stderr)
         return 2
     text = RENDERERS[options.output](result)
     if options.out is None:

@@ -18,3 +18,13 @@ MEMORY_NEARLY_FULL_RATIO = 0.95  # used / total of a GPU instance
 MEMORY_NEARLY_FULL_FOR = "10m"
 
 STALE_SAMPLE_SECONDS = 120  # a last sample older than this is stale
+
+# Engines round floats differently (VictoriaMetrics keeps about 14 significant digits: 0.04999999999999999
+# reads back as 0.05), so every threshold test treats a value within this of the threshold as at it.
+THRESHOLD_TOLERANCE = 1e-9
+
+# Capacity review: right-sizing reads the nearest-rank 95th percentile of the per-step mean activity.
+RIGHT_SIZING_PERCENTILE = 0.95
+# An instance idle at that percentile is reclaimed, unless its use recurs (a time-share candidate then): it has
+# active steps on separate days, or on more consecutive days than one job running over midnight would touch.
+ONE_OFF_MAX_DAYS = 2

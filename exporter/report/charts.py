@@ -14,7 +14,7 @@ from exporter.svg import Canvas, drawing, scale_legend
 from exporter.units import percent
 
 _NO_DATA = "#e0e0e0"
-_ACTION_INK = {"keep": "#102a43", "resize": "#b35900", "reclaim": "#c62828"}
+_ACTION_INK = {"keep": "#102a43", "resize": "#b35900", "reclaim": "#c62828", "time-share": "#1f5fa8"}
 _USED, _HELD = "#2171b5", "#f4c7c3"
 _FONT = 11
 

@@ -15,6 +15,7 @@ from exporter.report.tables import (
     layout_table,
     node_heading,
     notes,
+    source_line,
     summary_table,
     window_line,
 )
@@ -27,6 +28,7 @@ table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
 th, td { border: 1px solid #ccd; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f0f4f8; }
 tr.reclaim td { background: #fdecea; } tr.resize td { background: #fff4e5; }
+tr.time-share td { background: #eef4fb; }
 .chart { overflow-x: auto; margin: 8px 0 16px; }
 .maps { display: flex; gap: 24px; flex-wrap: wrap; }
 .maps > div { flex: 1 1 480px; }
@@ -53,12 +55,13 @@ def render_html(review: Review) -> str:
         f"<style>{_STYLE}</style></head><body>",
         "<h1>MIG capacity review</h1>",
         f'<p class="note">{escape(window_line(review))}</p>',
+        f'<p class="note">{escape(source_line(review))}</p>',
         "<h2>Summary</h2>",
         _table(summary_table(review)),
         f"<p>{escape(action_counts(review))}</p>",
         "<h2>Activity over the window</h2>",
         '<p class="note">Mean graphics-engine activity per GPU instance; labels in red are idle (reclaim), '
-        "in orange oversized (resize).</p>",
+        "in orange oversized (resize), in blue used periodically (time-share).</p>",
         f'<div class="chart" id="heatmap">{heatmap_svg(review.instances, review.grid)}</div>',
         "<h2>Waste by profile</h2>",
         f'<div class="chart" id="waste">{waste_svg(review)}</div>',

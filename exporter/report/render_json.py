@@ -31,7 +31,12 @@ def _instance(inst: InstanceResult) -> dict[str, Any]:
         "p95_gr_engine_active": s.p95 if s else None,
         "max_memory_used_bytes": s.memory_max_bytes if s else None,
         "idle_fraction": s.idle_fraction if s else None,
-        "recommendation": {"action": rec.action, "profile": rec.profile if rec.action != "reclaim" else None},
+        "recommendation": {
+            "action": rec.action,
+            "profile": rec.profile if rec.action != "reclaim" else None,
+            "constraint": rec.constraint,
+            "reason": rec.reason,
+        },
     }
 
 
@@ -58,6 +63,23 @@ def _layout(plan: NodePlan) -> dict[str, Any]:
     }
 
 
+def _source(review: Review) -> dict[str, Any] | None:
+    source = review.provenance
+    if source is None:
+        return None
+    return {
+        "url": source.url,
+        "rollup_days": source.rollup_days,
+        "days": source.days,
+        "series": source.rollup_note,
+        "retention": source.retention.value,
+        "retention_unknown_because": source.retention.unknown_because or None,
+        "requests": source.requests,
+        "bytes_received": source.bytes,
+        "values_received": source.values,
+    }
+
+
 def review_document(review: Review) -> dict[str, Any]:
     g = review.grid
     return {
@@ -68,6 +90,7 @@ def review_document(review: Review) -> dict[str, Any]:
             "step": format_duration(g.step),
         },
         "instances": [_instance(i) for i in review.instances],
+        "source": _source(review),
         "gpus_today": review.gpus_today,
         "gpus_recommended": review.gpus_recommended,
         "layouts": [_layout(n) for n in review.nodes],

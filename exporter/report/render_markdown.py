@@ -12,6 +12,7 @@ from exporter.report.tables import (
     layout_table,
     node_heading,
     notes,
+    source_line,
     summary_table,
     window_line,
 )
@@ -28,7 +29,7 @@ def markdown_table(table: Table) -> str:
 
 
 def render_markdown(review: Review) -> str:
-    out = ["# MIG capacity review", "", window_line(review), "", "## Summary", ""]
+    out = ["# MIG capacity review", "", window_line(review), "", source_line(review), "", "## Summary", ""]
     out += [markdown_table(summary_table(review)), "", action_counts(review), ""]
     out += ["## Instances", "", markdown_table(instance_table(review)), ""]
     out += ["## Recommended layouts", ""]

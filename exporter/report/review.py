@@ -3,6 +3,8 @@
 Packing is per node and board (an instance cannot move to another machine's GPU by
 re-partitioning alone) and, for comparison, fleet-wide per board (if workloads can be
 rescheduled anywhere). Every proposed GPU layout is checked against the placement rules.
+Shards of nodes are reviewed as they arrive (ReviewBuilder.add) and only their results are
+kept; the order they arrive in does not change the review.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from exporter.mig.catalog import Board, GiProfile, UnknownProfileError
 from exporter.mig.parted import mig_parted_config
 from exporter.mig.placement import Placement, validate_layout
 from exporter.mig.planner import pack
-from exporter.report.collect import History, InstanceSeen
-from exporter.report.rightsize import Policy, Recommendation, recommend
+from exporter.report.collect import InstanceSeen, Provenance, ShardHistory
+from exporter.report.rightsize import Policy, Recommendation, recommend, unassessed
 from exporter.report.stats import Grid, InstanceKey, Summary, label_number
 
 
@@ -77,6 +79,7 @@ class Review:
     url: str
     grid: Grid
     policy: Policy
+    provenance: Provenance | None
     instances: tuple[InstanceResult, ...]  # present at the end of the window
     gone: tuple[InstanceKey, ...]  # seen earlier in the window, no longer there (re-partitioned)
     nodes: tuple[NodePlan, ...]
@@ -112,18 +115,18 @@ def _config_name(node: str, board: Board) -> str:
     return f"{re.sub(r'[^A-Za-z0-9.-]+', '-', node).strip('-') or 'node'}-{board.key}-right-sized"
 
 
-def _result(seen: InstanceSeen, board: Board | None, policy: Policy) -> InstanceResult:
+def _result(seen: InstanceSeen, board: Board | None, policy: Policy, columns: int) -> InstanceResult:
     profile = None
     if board is not None:
         try:
             profile = board.profile(seen.key.profile)
         except UnknownProfileError:
             profile = None
-    summary = seen.acc.summary()
+    summary = seen.tally.summary(columns)
     if profile is None or board is None:
-        rec = Recommendation("keep", seen.key.profile, "GPU model or profile not in the MIG catalog: not right-sized")
+        rec = unassessed(seen.key.profile, "catalog", "GPU model or profile not in the MIG catalog: not right-sized")
     elif summary is None:
-        rec = Recommendation("keep", seen.key.profile, "no activity data in the window")
+        rec = unassessed(seen.key.profile, "no data", "no activity data in the window")
     else:
         rec = recommend(summary, profile, board, policy)
     return InstanceResult(
@@ -153,68 +156,103 @@ def _assign(
     return tuple(out)
 
 
-def build_review(history: History, policy: Policy) -> Review:
-    """Right-size the instances present at the end of the window and pack them per node and fleet-wide."""
-    results: list[InstanceResult] = []
-    gone: list[InstanceKey] = []
-    for key in sorted(history.instances, key=InstanceKey.sort_key):
-        seen = history.instances[key]
-        gpu = history.gpus.get((key.node, key.gpu))
-        if not seen.present:
-            gone.append(key)
-            continue
-        results.append(_result(seen, gpu.board if gpu else None, policy))
-    by_gpu: dict[tuple[str, str], list[InstanceResult]] = defaultdict(list)
-    for inst in results:
-        by_gpu[(inst.key.node, inst.key.gpu)].append(inst)
+def _gpu_order(where: tuple[str, str]) -> tuple[str, int]:
+    return (where[0], label_number(where[1], -1))
 
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)  # (node, board key) -> GPU indexes
-    boards: dict[str, Board] = {}
-    unplanned: list[str] = []
-    for (node, index), gpu in sorted(history.gpus.items(), key=lambda kv: (kv[0][0], label_number(kv[0][1], -1))):
-        if not gpu.present:
-            continue
-        if not gpu.mig_enabled:
-            unplanned.append(f"{node} GPU {index} ({gpu.model}): MIG disabled, not part of the review")
-        elif gpu.board is None:
-            unplanned.append(f"{node} GPU {index} ({gpu.model}): not in the MIG catalog, its instances are kept as-is")
-        else:
-            boards[gpu.board.key] = gpu.board
-            groups[(node, gpu.board.key)].append(index)
-    for node, index in sorted(by_gpu, key=lambda k: (k[0], label_number(k[1], -1))):
-        gpu = history.gpus.get((node, index))
-        if gpu is None or not gpu.present:
-            unplanned.append(f"{node} GPU {index}: no mig_gpu_info at the end of the window, its instances are kept")
 
-    nodes: list[NodePlan] = []
-    fleet_demand: dict[str, list[GiProfile]] = defaultdict(list)
-    fleet_today: dict[str, int] = defaultdict(int)
-    fleet_per_node: dict[str, int] = defaultdict(int)
-    for (node, board_key), indexes in sorted(groups.items()):
-        board = boards[board_key]
-        today = {i: tuple(by_gpu.get((node, i), ())) for i in indexes}
-        kept = [inst for i in indexes for inst in today[i] if inst.target is not None]
-        demand = [t for inst in kept if (t := inst.target) is not None]
-        layouts = pack(board, demand)
-        for layout in layouts:
-            validate_layout(board, layout)  # the planner's answer, checked against the placement rules
-        recommended = _assign(layouts, kept)
-        config = mig_parted_config(board, layouts, _config_name(node, board)) if layouts else None
-        nodes.append(NodePlan(node, board, tuple(indexes), today, recommended, config))
-        fleet_demand[board_key].extend(demand)
-        fleet_today[board_key] += len(indexes)
-        fleet_per_node[board_key] += len(layouts)
-    fleet = tuple(
-        FleetBoard(b, fleet_today[k], fleet_per_node[k], len(pack(b, fleet_demand[k])))
-        for k, b in sorted(boards.items())
-    )
-    return Review(
-        history.url,
-        history.grid,
-        policy,
-        tuple(results),
-        tuple(gone),
-        tuple(nodes),
-        fleet,
-        tuple(unplanned),
-    )
+class ReviewBuilder:
+    """Reviews shards of nodes as they arrive; `finish` sorts and packs fleet-wide."""
+
+    def __init__(self, grid: Grid, policy: Policy, *, heat: bool = False) -> None:
+        self.grid = grid
+        self.policy = policy
+        self.columns = grid.columns if heat else 0
+        self.results: list[InstanceResult] = []
+        self.gone: list[InstanceKey] = []
+        self.nodes: list[NodePlan] = []
+        self.notes: list[tuple[tuple[str, int], str]] = []
+        self.boards: dict[str, Board] = {}
+        self.fleet_demand: dict[str, list[GiProfile]] = defaultdict(list)
+        self.fleet_today: dict[str, int] = defaultdict(int)
+        self.fleet_per_node: dict[str, int] = defaultdict(int)
+
+    def add(self, history: ShardHistory) -> None:
+        """Right-size the shard's instances present at the end of the window and pack them per node."""
+        results: list[InstanceResult] = []
+        for key in sorted(history.instances, key=InstanceKey.sort_key):
+            seen = history.instances[key]
+            gpu = history.gpus.get((key.node, key.gpu))
+            if not seen.present:
+                self.gone.append(key)
+                continue
+            results.append(_result(seen, gpu.board if gpu else None, self.policy, self.columns))
+        self.results.extend(results)
+        by_gpu: dict[tuple[str, str], list[InstanceResult]] = defaultdict(list)
+        for inst in results:
+            by_gpu[(inst.key.node, inst.key.gpu)].append(inst)
+
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)  # (node, board key) -> GPU indexes
+        for where, gpu in sorted(history.gpus.items(), key=lambda kv: _gpu_order(kv[0])):
+            if not gpu.present:
+                continue
+            if not gpu.mig_enabled:
+                self.notes.append(
+                    (
+                        _gpu_order(where),
+                        f"{where[0]} GPU {where[1]} ({gpu.model}): MIG disabled, not part of the review",
+                    )
+                )
+            elif gpu.board is None:
+                self.notes.append(
+                    (
+                        _gpu_order(where),
+                        f"{where[0]} GPU {where[1]} ({gpu.model}): not in the MIG catalog, "
+                        "its instances are kept as-is",
+                    )
+                )
+            else:
+                self.boards[gpu.board.key] = gpu.board
+                groups[(where[0], gpu.board.key)].append(where[1])
+        for where in sorted(by_gpu, key=_gpu_order):
+            gpu = history.gpus.get(where)
+            if gpu is None or not gpu.present:
+                self.notes.append(
+                    (
+                        _gpu_order(where),
+                        f"{where[0]} GPU {where[1]}: no mig_gpu_info at the end of the window, its instances are kept",
+                    )
+                )
+
+        for (node, board_key), indexes in sorted(groups.items()):
+            board = self.boards[board_key]
+            today = {i: tuple(by_gpu.get((node, i), ())) for i in indexes}
+            kept = [inst for i in indexes for inst in today[i] if inst.target is not None]
+            demand = [t for inst in kept if (t := inst.target) is not None]
+            layouts = pack(board, demand)
+            for layout in layouts:
+                validate_layout(board, layout)  # the planner's answer, checked against the placement rules
+            recommended = _assign(layouts, kept)
+            config = mig_parted_config(board, layouts, _config_name(node, board)) if layouts else None
+            self.nodes.append(NodePlan(node, board, tuple(indexes), today, recommended, config))
+            self.fleet_demand[board_key].extend(demand)
+            self.fleet_today[board_key] += len(indexes)
+            self.fleet_per_node[board_key] += len(layouts)
+
+    def finish(self, url: str, provenance: Provenance | None = None) -> Review:
+        """The review of every shard added, in a fixed order whatever order they came in."""
+        fleet = tuple(
+            FleetBoard(b, self.fleet_today[k], self.fleet_per_node[k], len(pack(b, self.fleet_demand[k])))
+            for k, b in sorted(self.boards.items())
+        )
+        return Review(
+            url,
+            self.grid,
+            self.policy,
+            provenance,
+            tuple(sorted(self.results, key=lambda i: i.key.sort_key())),
+            tuple(sorted(self.gone, key=InstanceKey.sort_key)),
+            tuple(sorted(self.nodes, key=lambda n: (n.node, n.board.key))),
+            fleet,
+            tuple(note for _, note in sorted(self.notes)),
+        )
+

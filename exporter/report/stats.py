@@ -1,22 +1,27 @@
-"""Per-instance statistics over a window, accumulated chunk by chunk in bounded memory.
+"""Per-instance statistics over a window, from aggregates the server computes and that merge exactly.
 
-Activity arrives as one mean per step (`avg_over_time` over the step) and one maximum per
-step (`max_over_time`); memory likewise. The p95 is the nearest-rank 95th percentile of the
-step means, read from a histogram of 1/1000-wide bins, so a month at one-minute steps for a
-thousand instances needs no more memory than a day. The heatmap keeps a fixed number of
-columns, each the mean of the steps that fall in it.
+The report's unit of time is the step: per step, the mean of the instance's activity samples. The server
+folds the steps of a span into a few numbers per instance (see `queries`): how many steps, the sum of their
+means, how many are at or below each threshold right-sizing tests, how many are active per day, maxima.
+Counts and sums add up across spans and maxima combine, so any split of the window gives the same Tally.
+
+Right-sizing tests the nearest-rank 95th percentile of the step means against thresholds: "the p95 is at or
+below t" holds exactly when at least rank = ceil(0.95 n) of the n steps are, so decisions are exact. The
+p95 shown is the server's interpolated quantile of the span (the step-weighted mean over spans when there are
+several), kept inside the interval the exact tests leave for it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-HISTOGRAM_BINS = 1000
+from exporter.contract.thresholds import ONE_OFF_MAX_DAYS, RIGHT_SIZING_PERCENTILE, THRESHOLD_TOLERANCE
+
 HEAT_COLUMNS = 168
-P95 = 0.95
+DAY = 86400.0
 
 T = TypeVar("T")
 
@@ -41,7 +46,10 @@ def label_number(text: str, otherwise: T) -> int | T:
 
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """The evaluation times of a window: start, start + step, ..., end; and how they map to heatmap columns."""
+    """The evaluation times of a window, start, start + step, ..., end; its days and its heatmap columns.
+
+    Days count back from the end: day d holds the steps in (end - (d + 1) days, end - d days].
+    """
 
     start: float
     end: float
@@ -51,114 +59,129 @@ class Grid:
     def points(self) -> int:
         return math.floor((self.end - self.start) / self.step + 1e-9) + 1
 
+    def time(self, index: int) -> float:
+        return self.start + index * self.step
+
+    def index(self, t: float) -> int:
+        return round((t - self.start) / self.step)
+
+    def day(self, t: float) -> int:
+        """The day a step at time t belongs to."""
+        return math.floor((self.end - t) / DAY + 1e-9)
+
+    @property
+    def days(self) -> int:
+        return self.day(self.start) + 1
+
+    def day_end(self, day: int) -> float:
+        return self.end - day * DAY
+
+    @property
+    def column_steps(self) -> int:
+        """Steps per heatmap column (the last column may hold fewer)."""
+        return math.ceil(self.points / HEAT_COLUMNS)
+
     @property
     def columns(self) -> int:
-        return min(HEAT_COLUMNS, self.points)
+        return math.ceil(self.points / self.column_steps)
+
+
+def idle_below(idle_threshold: float) -> float:
+    """The value a step mean must be below to count as idle (tolerant of float round-trips)."""
+    return idle_threshold - THRESHOLD_TOLERANCE
 
 
 @dataclass
-class Accumulator:
-    """Running sums for one instance; add chunks of points in any order, then read `summary`."""
+class Tally:
+    """Running aggregates for one instance; add server answers for spans of the window in any order."""
 
-    grid: Grid
     idle_threshold: float
-    count: int = 0
-    total: float = 0.0
-    idle: int = 0
-    peak: float = 0.0
-    histogram: list[int] = field(default_factory=lambda: [0] * (HISTOGRAM_BINS + 1))
-    heat_sum: list[float] = field(default_factory=list)
-    heat_count: list[int] = field(default_factory=list)
-    memory_count: int = 0
+    thresholds: dict[int, float]  # compute slices -> the step mean at or below which demand fits them
+    steps: int = 0
+    total: float = 0.0  # sum of the step means
+    fits: Counter[int] = field(default_factory=Counter)  # compute slices -> steps at or below its threshold
+    active: Counter[int] = field(default_factory=Counter)  # day -> steps at or above the idle threshold
+    quantiles: list[tuple[int, float]] = field(default_factory=list)  # (steps in the span, the span's p95)
+    peak: float = -math.inf
     memory_total: float = 0.0
-    memory_peak: float = 0.0
-    first_seen: float = math.inf
-    last_seen: float = -math.inf
+    memory_samples: int = 0
+    memory_peak: float = -math.inf
+    heat: dict[int, float] = field(default_factory=dict)  # heatmap column -> mean of its step means
 
-    def __post_init__(self) -> None:
-        self.heat_sum = [0.0] * self.grid.columns
-        self.heat_count = [0] * self.grid.columns
-
-    def add_activity_means(self, points: Iterable[tuple[float, float]]) -> None:
-        """Per-step mean activity (0..1; NaN points are skipped)."""
-        grid, columns = self.grid, len(self.heat_sum)
-        per_column, last_column = grid.points / columns, columns - 1
-        histogram, heat_sum, heat_count = self.histogram, self.heat_sum, self.heat_count
-        for t, raw in points:
-            if math.isnan(raw):
-                continue
-            value = min(1.0, max(0.0, raw))
-            self.count += 1
-            self.total += value
-            if value < self.idle_threshold:
-                self.idle += 1
-            histogram[round(value * HISTOGRAM_BINS)] += 1
-            column = min(last_column, max(0, int(round((t - grid.start) / grid.step) / per_column)))
-            heat_sum[column] += value
-            heat_count[column] += 1
-            self.first_seen = min(self.first_seen, t)
-            self.last_seen = max(self.last_seen, t)
-
-    def add_activity_maxima(self, points: Iterable[tuple[float, float]]) -> None:
-        """Per-step maximum activity."""
-        for _, value in points:
-            if not math.isnan(value):
-                self.peak = max(self.peak, min(1.0, value))
-
-    def add_memory_means(self, points: Iterable[tuple[float, float]]) -> None:
-        """Per-step mean memory used, in bytes."""
-        for _, value in points:
-            if not math.isnan(value):
-                self.memory_count += 1
-                self.memory_total += value
-
-    def add_memory_maxima(self, points: Iterable[tuple[float, float]]) -> None:
-        """Per-step maximum memory used, in bytes."""
-        for _, value in points:
-            if not math.isnan(value):
-                self.memory_peak = max(self.memory_peak, value)
-
-    def summary(self) -> Summary | None:
+    def summary(self, columns: int) -> Summary | None:
         """The statistics, or None when no activity was seen."""
-        if self.count == 0:
+        n = self.steps
+        if n == 0:
             return None
+        idle = n - sum(self.active.values())
+        rank = _rank(n)
+        weight = sum(w for w, _ in self.quantiles)
+        estimate = sum(w * q for w, q in self.quantiles) / weight if weight else 0.0
+        peak = min(1.0, max(self.peak, 0.0))
+        low, high = 0.0, peak  # the exact tests bound the p95: keep the shown one inside
+        bound = idle_below(self.idle_threshold)
+        low, high = (low, min(high, bound)) if idle >= rank else (max(low, bound), high)
+        for slices, threshold in self.thresholds.items():
+            if self.fits[slices] >= rank:
+                high = min(high, threshold)
+            else:
+                low = max(low, threshold)
         return Summary(
-            samples=self.count,
-            mean=self.total / self.count,
-            p95=percentile_from_histogram(self.histogram, P95),
-            max=max(self.peak, percentile_from_histogram(self.histogram, 1.0)),
-            idle_fraction=self.idle / self.count,
-            memory_mean_bytes=self.memory_total / self.memory_count if self.memory_count else 0.0,
-            memory_max_bytes=self.memory_peak,
-            heat=tuple(s / c if c else None for s, c in zip(self.heat_sum, self.heat_count, strict=True)),
-            first_seen=self.first_seen,
-            last_seen=self.last_seen,
+            samples=n,
+            mean=self.total / n,
+            p95=round(min(max(estimate, low), high), 4),
+            max=peak,
+            idle_fraction=idle / n,
+            idle_steps=idle,
+            fit_steps=tuple((s, self.fits[s]) for s in sorted(self.thresholds)),
+            active_days=tuple(sorted(d for d, steps in self.active.items() if steps)),
+            memory_mean_bytes=self.memory_total / self.memory_samples if self.memory_samples else 0.0,
+            memory_max_bytes=max(self.memory_peak, 0.0),
+            heat=tuple(self.heat.get(c) for c in range(columns)),
         )
+
+
+def _rank(n: int) -> int:
+    return max(1, math.ceil(RIGHT_SIZING_PERCENTILE * n - 1e-9))
 
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """What the window says about one instance's use."""
+    """What the window says about one instance's use, with the exact evidence right-sizing decides on."""
 
-    samples: int
+    samples: int  # steps with activity data
     mean: float
-    p95: float
+    p95: float  # shown; decisions use the counts below
     max: float
     idle_fraction: float
+    idle_steps: int
+    fit_steps: tuple[tuple[int, int], ...]  # (compute slices, steps whose demand fits them), ascending
+    active_days: tuple[int, ...]  # days with active steps (0 = the window's last day)
     memory_mean_bytes: float
     memory_max_bytes: float
     heat: tuple[float | None, ...]  # mean activity per heatmap column, None where there was no data
-    first_seen: float
-    last_seen: float
 
+    @property
+    def rank(self) -> int:
+        """How many steps must be at or below a value for the p95 to be at or below it (nearest rank)."""
+        return _rank(self.samples)
 
-def percentile_from_histogram(histogram: Sequence[int], q: float) -> float:
-    """Nearest-rank percentile: the smallest bin value with at least q of all counts at or below it."""
-    n = sum(histogram)
-    rank = max(1, math.ceil(q * n))
-    seen = 0
-    for index, count in enumerate(histogram):
-        seen += count
-        if seen >= rank:
-            return index / (len(histogram) - 1)
-    return 1.0
+    @property
+    def p95_idle(self) -> bool:
+        """The p95 of the step means is below the idle threshold."""
+        return self.idle_steps >= self.rank
+
+    def p95_fits(self, compute_slices: int) -> bool:
+        """The p95 demand (with headroom) fits this many compute slices (never more than its own)."""
+        return dict(self.fit_steps).get(compute_slices, 0) >= self.rank
+
+    @property
+    def recurring(self) -> bool:
+        """Active on separate days, or on more consecutive days than one job over midnight touches."""
+        runs, longest, previous, length = 0, 0, None, 0
+        for day in self.active_days:
+            length = length + 1 if previous is not None and day == previous + 1 else 1
+            runs += length == 1
+            longest = max(longest, length)
+            previous = day
+        return runs >= 2 or longest > ONE_OFF_MAX_DAYS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.report.review import InstanceResult, NodePlan, Review
+from exporter.report.rightsize import ACTIONS
 from exporter.timespec import format_duration, format_time
 from exporter.units import gib, percent
 
@@ -23,6 +24,22 @@ def window_line(review: Review) -> str:
         f"({format_time(g.start)} to {format_time(g.end)}), step {format_duration(g.step)}. "
         f"Idle below {percent(p.idle_threshold)} activity; headroom {percent(p.compute_headroom)} on compute, "
         f"{percent(p.memory_headroom)} on memory."
+    )
+
+
+def source_line(review: Review) -> str:
+    """Where the figures come from, what the server sent, and whether the retention was checked."""
+    source = review.provenance
+    if source is None:
+        return ""
+    retention = (
+        f"Retention {source.retention.value}."
+        if source.retention.value
+        else f"Retention not checked: {source.retention.unknown_because}; the window was checked against the data."
+    )
+    size = f"{source.bytes / 1e6:.1f} MB" if source.bytes >= 1e6 else f"{source.bytes / 1e3:.0f} kB"
+    return (
+        f"Read from {source.rollup_note}: {source.values:,} values ({size}) in {source.requests:,} queries. {retention}"
     )
 
 
@@ -49,13 +66,10 @@ def summary_table(review: Review) -> Table:
 
 
 def action_counts(review: Review) -> str:
-    counts = {"keep": 0, "resize": 0, "reclaim": 0}
+    counts = dict.fromkeys(ACTIONS, 0)
     for inst in review.instances:
         counts[inst.recommendation.action] += 1
-    return (
-        f"{len(review.instances)} GPU instances: {counts['keep']} keep, {counts['resize']} resize, "
-        f"{counts['reclaim']} reclaim."
-    )
+    return f"{len(review.instances)} GPU instances: " + ", ".join(f"{counts[a]} {a}" for a in ACTIONS) + "."
 
 
 def _pods(inst: InstanceResult) -> str:

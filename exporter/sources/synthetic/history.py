@@ -3,8 +3,11 @@
 Backfilling a real Prometheus with weeks of simulated history gives the capacity report,
 demos and tests data in seconds. The series carry the names and labels the exporter
 exposes (plus the `instance` and `job` labels a scrape adds); values come from the
-simulator, so a test knows the truth of every sample. Series whose workload does not vary
-in time are evaluated once; the others once per step.
+simulator, so a test knows the truth of every sample. One sample per step stands for the
+SCRAPE_INTERVAL scrapes of that step: an activity ratio is their mean (a 300 s burst
+pattern at a 5m step averages to its duty cycle, as a 15 s scrape would show), a level
+(memory) is read at the step's end. Series whose workload does not vary in time are
+evaluated once; the others once per scrape.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from exporter.sources.synthetic.patterns import Idle, Pattern, Steady
 from exporter.sources.synthetic.simulator import Simulator
 
 JOB = defaults.JOB
+SCRAPE_INTERVAL = 15.0  # seconds: the scrapes a history sample stands for
+
+
+def scrape_offsets(step: float) -> list[float]:
+    """Offsets before a sample's time of the scrapes it stands for: the step's last one is the sample itself."""
+    count = max(1, round(step / SCRAPE_INTERVAL))
+    return [-step + (k + 1) * step / count for k in range(count)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,22 +42,36 @@ class Node:
     simulator: Simulator
 
 
+Values = Callable[[Sequence[float], Sequence[float]], list[float]]  # (sample times, scrape offsets) -> values
+
+
 @dataclass(frozen=True, slots=True)
 class _Series:
     family: str
     labels: tuple[tuple[str, str], ...]
-    values: Callable[[Sequence[float]], list[float]]
+    values: Values
 
 
-def _constant(value: float) -> Callable[[Sequence[float]], list[float]]:
-    return lambda times: [value] * len(times)
+def _constant(value: float) -> Values:
+    return lambda times, _: [value] * len(times)
 
 
-def _over_time(fn: Callable[[float], float], constant: bool) -> Callable[[Sequence[float]], list[float]]:
-    """Evaluate `fn` at every time, or once when the workload behind it does not vary."""
+def _level(fn: Callable[[float], float], constant: bool) -> Values:
+    """A level (memory): read at each sample's time, or once when the workload behind it does not vary."""
     if constant:
-        return lambda times: [fn(times[0])] * len(times) if times else []
-    return lambda times: [fn(t) for t in times]
+        return lambda times, _: [fn(times[0])] * len(times) if times else []
+    return lambda times, _: [fn(t) for t in times]
+
+
+def _ratio(fn: Callable[[float], float], constant: bool) -> Values:
+    """A ratio (activity): the mean over the scrapes each sample stands for, or one value when it does not vary."""
+    if constant:
+        return lambda times, _: [fn(times[0])] * len(times) if times else []
+
+    def mean(times: Sequence[float], offsets: Sequence[float]) -> list[float]:
+        return [math.fsum(fn(t + o) for o in offsets) / len(offsets) for t in times]
+
+    return mean
 
 
 def _is_constant(pattern: Pattern) -> bool:
@@ -88,13 +112,13 @@ def _node_series(node: Node) -> Iterator[_Series]:
         yield _Series(
             fam.GPU_MEMORY_USED.series,
             gpu_labels,
-            _over_time(partial(_gpu_memory, sim, index), gpu_constant),
+            _level(partial(_gpu_memory, sim, index), gpu_constant),
         )
         if not gpu.mig_enabled:
             yield _Series(
                 fam.GPU_ACTIVITY[Field.GR_ENGINE_ACTIVE].series,
                 gpu_labels,
-                _over_time(partial(_gpu_busy, sim, index), _is_constant(spec.activity)),
+                _ratio(partial(_gpu_busy, sim, index), _is_constant(spec.activity)),
             )
         for inst, inst_spec in zip(gpu.instances, spec.instances, strict=True):
             key = (*base, ("gpu", str(gpu.index)), ("gi", str(inst.gi)), ("profile", inst.profile))
@@ -110,12 +134,12 @@ def _node_series(node: Node) -> Iterator[_Series]:
             yield _Series(
                 fam.INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series,
                 key,
-                _over_time(partial(_gi_busy, sim, index, inst.gi), busy_constant),
+                _ratio(partial(_gi_busy, sim, index, inst.gi), busy_constant),
             )
             yield _Series(
                 fam.INSTANCE_MEMORY_USED.series,
                 key,
-                _over_time(partial(_gi_memory, sim, index, inst.gi), _is_constant(inst_spec.memory)),
+                _level(partial(_gi_memory, sim, index, inst.gi), _is_constant(inst_spec.memory)),
             )
             yield _Series(fam.INSTANCE_MEMORY_TOTAL.series, key, _constant(float(inst.memory_total_bytes)))
             for ci, ci_spec in zip(inst.compute_instances, inst_spec.compute_instances, strict=True):
@@ -128,10 +152,7 @@ def _node_series(node: Node) -> Iterator[_Series]:
                 yield _Series(
                     fam.COMPUTE_INSTANCE_ACTIVITY[Field.GR_ENGINE_ACTIVE].series,
                     (*ci_key, ("profile", inst.profile)),
-                    _over_time(
-                        partial(_ci_busy, sim, index, inst.gi, ci.ci),
-                        _is_constant(ci_spec.activity),
-                    ),
+                    _ratio(partial(_ci_busy, sim, index, inst.gi, ci.ci), _is_constant(ci_spec.activity)),
                 )
 
 
@@ -152,7 +173,11 @@ def sample_times(start: float, end: float, step: float) -> list[float]:
 
 
 def write_openmetrics(nodes: Sequence[Node], times: Sequence[float], out: TextIO) -> int:
-    """Write every node's series at `times` as OpenMetrics (families contiguous, then `# EOF`); return the count."""
+    """Write every node's series at `times` as OpenMetrics (families contiguous, then `# EOF`); return the count.
+
+    `times` is a step grid (see sample_times); each sample stands for the scrapes of the step up to it.
+    """
+    offsets = scrape_offsets(times[1] - times[0]) if len(times) > 1 else [0.0]
     by_family: dict[str, list[_Series]] = {}
     for node in nodes:
         for series in _node_series(node):
@@ -164,7 +189,7 @@ def write_openmetrics(nodes: Sequence[Node], times: Sequence[float], out: TextIO
         for series in members:
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in series.labels)
             prefix = f"{family}{{{labels}}} "
-            values = series.values(times)
+            values = series.values(times, offsets)
             out.write("".join(f"{prefix}{v!r} {ts}\n" for v, ts in zip(values, stamps, strict=True)))
             written += len(values)
     out.write("# EOF\n")
