@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -74,14 +75,7 @@ async def _run(host: str, port: int, concurrency: int, count: int | None, durati
         try:
             while remaining[0] > 0 and time.perf_counter() < stop_at:
                 remaining[0] -= 1
-                started = time.perf_counter()
-                try:
-                    result.body_bytes = await conn.scrape()
-                except (OSError, RuntimeError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                    result.errors += 1
-                    await conn.close()
-                    continue
-                result.latencies.append(time.perf_counter() - started)
+                await _timed(conn, result)
         finally:
             await conn.close()
 
@@ -94,6 +88,70 @@ async def _run(host: str, port: int, concurrency: int, count: int | None, durati
 def scrape(host: str, port: int, concurrency: int, count: int | None = None, duration: float | None = None) -> Result:
     """Scrape with `concurrency` connections until `count` scrapes are done or `duration` seconds pass."""
     return asyncio.run(_run(host, port, concurrency, count, duration))
+
+
+async def _timed(conn: _Connection, result: Result) -> None:
+    started = time.perf_counter()
+    try:
+        result.body_bytes = await conn.scrape()
+    except (OSError, RuntimeError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        result.errors += 1
+        await conn.close()
+        return
+    result.latencies.append(time.perf_counter() - started)
+
+
+async def _spaced(ports: list[int], count: int, spacing: tuple[float, float], seed: int) -> list[Result]:
+    conns = [_Connection("127.0.0.1", port, "/metrics") for port in ports]
+    results = [Result() for _ in ports]
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    try:
+        for _ in range(count):
+            for conn, result in zip(conns, results, strict=True):
+                await _timed(conn, result)
+            await asyncio.sleep(rng.uniform(*spacing))
+    finally:
+        for conn in conns:
+            await conn.close()
+    for result in results:
+        result.elapsed = time.perf_counter() - started
+    return results
+
+
+def scrape_spaced(ports: list[int], count: int, spacing: tuple[float, float], seed: int = 1) -> list[Result]:
+    """Scrape each port `count` times, one after the other, a random `spacing` (seconds) apart, as Prometheus.
+
+    With a spacing longer than the sampling interval, every scrape is the first one of a new sample,
+    at a random moment of the sampling cycle. Each target keeps one connection where it allows.
+    """
+    return asyncio.run(_spaced(ports, count, spacing, seed))
+
+
+async def _probe(ports: list[int], path: str, every: float, duration: float) -> list[Result]:
+    conns = [_Connection("127.0.0.1", port, path) for port in ports]
+    results = [Result() for _ in ports]
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < duration:
+            for conn, result in zip(conns, results, strict=True):
+                await _timed(conn, result)
+                await asyncio.sleep(every / len(conns))
+    finally:
+        for conn in conns:
+            await conn.close()
+    for result in results:
+        result.elapsed = time.perf_counter() - started
+    return results
+
+
+def probe(ports: list[int], path: str, every: float, duration: float) -> list[Result]:
+    """GET `path` on each port in turn, each every `every` seconds, for `duration` seconds.
+
+    /healthz probed every 20 ms across many sampling cycles shows whether anything the exporter does
+    (sampling, rendering) holds up its event loop.
+    """
+    return asyncio.run(_probe(ports, path, every, duration))
 
 
 def percentile(values: list[float], q: float) -> float:

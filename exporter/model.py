@@ -24,6 +24,10 @@ class Field(enum.Enum):
     POWER = "power"
     TEMPERATURE = "temperature"
 
+    # Members are singletons, so identity is the right hash; Enum's own hashes the name in Python
+    # code, which every value lookup of a sample and of the exposition would pay.
+    __hash__ = object.__hash__
+
 
 ACTIVITY_FIELDS: tuple[Field, ...] = (
     Field.GR_ENGINE_ACTIVE,

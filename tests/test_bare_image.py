@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,11 +46,19 @@ def test_serve_nvml_runs_on_the_bare_image(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_serve_without_a_usable_grpc_serves_everything_but_pods(tmp_path: Path) -> None:
-    """Where grpc or protobuf cannot be imported, serve logs one warning and runs without pod attribution."""
+    """Where grpc or protobuf cannot be imported, serve logs one warning at a kubelet socket and runs without pods."""
     env = bare_image_env(without=("grpc", "google"))
-    with ExporterProcess(["--source", "synthetic"], env=env, log_path=tmp_path / "log") as proc:
-        assert 'mig_exporter_source_up{source="synthetic"} 1.0' in proc.metrics()
-    assert "pod attribution is off: its gRPC client cannot be loaded (ModuleNotFoundError" in proc.log()
+    kubelet = tmp_path / "kubelet.sock"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(kubelet))
+        args = ["--source", "synthetic", "--kubelet-socket", str(kubelet), "--kubelet-interval", "0.2"]
+        with ExporterProcess(args, env=env, log_path=tmp_path / "log") as proc:
+            assert 'mig_exporter_source_up{source="synthetic"} 1.0' in proc.metrics()
+            time.sleep(1)  # several refresh intervals: the warning must not repeat
+            assert "mig_instance_pod_info{" not in proc.metrics()
+    log = proc.log()
+    assert log.count("pod attribution is off: its gRPC client cannot be loaded (ModuleNotFoundError") == 1, log
+    assert "Traceback" not in log
 
 
 def test_doctor_runs_on_the_bare_image(tmp_path: Path) -> None:

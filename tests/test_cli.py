@@ -212,3 +212,15 @@ def test_the_connection_limit_is_a_setting() -> None:
     assert resolve({}, environ={"MIG_EXPORTER_HTTP_MAX_CONNECTIONS": "32"}).http_max_connections == 32
     with pytest.raises(ConfigError, match=r"--http-max-connections: invalid value '0': expected a number"):
         resolve({"http_max_connections": "0"}, environ={})
+
+
+def test_serve_loads_no_other_subcommand() -> None:
+    """`serve` imports none of the report's, planner's or history's modules; the full --help lists them all."""
+    code = (
+        "import sys; from exporter.cli.main import main; code = main(['serve', '--interval', '0']);"
+        "print(code, sorted(m for m in sys.modules if m.startswith(('exporter.report', 'exporter.cli.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "2 ['exporter.cli.main', 'exporter.cli.serve', 'exporter.cli.settings']", done.stderr
+    help_text = run_cli("--help").stdout
+    assert all(command in help_text for command in ("serve", "plan", "report", "simulate-history", "doctor"))

@@ -11,7 +11,7 @@ from dashboards.prometheus_rules import rules_file
 from dashboards.thresholds import Thresholds
 from exporter.contract import families as fam
 from exporter.exposition.dcgm import builders_for
-from exporter.exposition.render import render
+from exporter.exposition.render import Renderer
 from tests.support.snapshots import fixed_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def test_every_contract_family_is_documented_with_its_labels() -> None:
 def test_the_exposition_serves_only_contract_families_with_their_labels() -> None:
     """Every native family rendered from a full dgx-h100 snapshot is in the contract, with the contract's labels."""
     by_name = {f.name: f for f in contract_families()}
-    text = render(fixed_snapshot("dgx-h100"), builders_for("native")).text.decode()
+    text = Renderer(builders_for("native")).render(fixed_snapshot("dgx-h100")).decode()
     served = list(text_string_to_metric_families(text))
     assert served
     for metric in served:

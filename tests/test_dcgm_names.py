@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 
 from exporter.exposition.dcgm import builders_for
 from exporter.exposition.health import exporter_families
 from exporter.exposition.native import native_families
-from exporter.exposition.render import render
+from exporter.exposition.render import Renderer
 from exporter.model import Entity, Field
 from tests.support.promtool import check_metrics
 from tests.support.snapshots import fixed_snapshot
@@ -28,7 +31,7 @@ PER_GPU = {"DCGM_FI_DEV_POWER_USAGE": Field.POWER, "DCGM_FI_DEV_GPU_TEMP": Field
 
 @pytest.fixture(scope="module")
 def text() -> str:
-    return render(fixed_snapshot(), builders_for("dcgm")).text.decode()
+    return Renderer(builders_for("dcgm")).render(fixed_snapshot()).decode()
 
 
 def test_dcgm_names_carry_gpu_i_labels_on_every_mig_series(text: str) -> None:
@@ -75,7 +78,7 @@ def test_dcgm_names_values_and_units(text: str) -> None:
 
 def test_dcgm_names_are_added_to_the_native_exposition(text: str) -> None:
     """The native families are unchanged: dcgm names come in addition, so native dashboards keep working."""
-    native = render(fixed_snapshot(), builders_for("native")).text.decode()
+    native = Renderer(builders_for("native")).render(fixed_snapshot()).decode()
     assert text.startswith(native)
     assert builders_for("native") == (native_families, exporter_families)
 
@@ -86,3 +89,16 @@ def test_dcgm_names_promtool_flags_only_the_modelname_label(text: str) -> None:
     assert complaints, "expected promtool to flag the modelName label"
     for line in complaints:
         assert line.startswith("DCGM_FI_") and "label names should be written in 'snake_case' not 'camelCase'" in line
+
+
+def test_dcgm_memory_of_nan_or_infinite_values_passes_through() -> None:
+    """A source giving NaN or infinite memory does not break the dcgm families (no rounding error)."""
+    snapshot = fixed_snapshot("demo")
+    entity = next(e for e in snapshot.samples[0].values if e.gi is not None)
+    values = dict(snapshot.samples[0].values)
+    values[entity] = {**values[entity], Field.MEMORY_USED: float("nan"), Field.MEMORY_TOTAL: float("inf")}
+    broken = dataclasses.replace(snapshot, samples={0: dataclasses.replace(snapshot.samples[0], values=values)})
+    s = series(Renderer(builders_for("dcgm")).render(broken).decode())
+    gi = str(entity.gi)
+    assert [math.isnan(v) for labels, v in s["DCGM_FI_DEV_FB_USED"] if labels.get("GPU_I_ID") == gi] == [True]
+    assert [math.isnan(v) for labels, v in s["DCGM_FI_DEV_FB_FREE"] if labels.get("GPU_I_ID") == gi] == [True]

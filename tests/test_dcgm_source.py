@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from exporter.exposition.dcgm import builders_for
-from exporter.exposition.render import render
+from exporter.exposition.render import Renderer
 from exporter.http.landing import ActivityWindow, layout, layout_fragment
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, Snapshot, Topology
 from exporter.sampler import Sampler
@@ -135,7 +135,7 @@ async def test_dcgm_missing_profiling_module_reports_profiling_not_supported(eng
         assert sample.unsupported[fld] == "profiling_not_supported"
     assert sample.get(Entity(0), Field.POWER) is not None
     assert sample.get(Entity(0, 1), Field.MEMORY_USED) is not None
-    text = render(snapshot, builders_for("native")).text.decode()
+    text = Renderer(builders_for("native")).render(snapshot).decode()
     assert "mig_instance_gr_engine_active_ratio{" not in text
     assert 'mig_exporter_field_supported{field="gr_engine_active",gpu="0",reason="profiling_not_supported"} 0.0' in text
 
@@ -160,7 +160,7 @@ async def test_dcgm_blank_values_and_statuses_become_absent_series(
     assert sample.unsupported[Field.MEMORY_USED] == "no_data"
     assert sample.get(Entity(3, 1), Field.GR_ENGINE_ACTIVE) is not None
     assert sample.get(Entity(3), Field.TEMPERATURE) is not None
-    text = render(snapshot, builders_for("native")).text.decode()
+    text = Renderer(builders_for("native")).render(snapshot).decode()
     assert "mig_gpu_power_watts{" not in text and "mig_instance_sm_active_ratio{" not in text
     assert "mig_instance_memory_used_bytes{" not in text
     assert 'mig_exporter_field_supported{field="power",gpu="3",reason="not_supported"} 0.0' in text
@@ -326,7 +326,7 @@ async def test_dcgm_gpu_lost_mid_run_blinds_only_that_gpu(
     assert snapshot.errors == errors
     assert engine.calls["watch"] == watches  # nobody was watched again
     assert len(groups - set(engine._groups)) == 2  # only GPU 0's two groups were given up
-    text = render(snapshot, builders_for("native")).text.decode()
+    text = Renderer(builders_for("native")).render(snapshot).decode()
     assert 'mig_instance_info{gi="1",gpu="0"' in text  # its identity stays, marked stale through source_up
     assert 'mig_exporter_source_up{source="dcgm"} 0.0' in text
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.exposition.dcgm import builders_for
-from exporter.exposition.render import render, wants_openmetrics
+from exporter.exposition.render import Renderer
+from exporter.exposition.template import Format
 from exporter.model import Field, GpuSample
 from exporter.sources.synthetic.scenario import load
 from exporter.sources.synthetic.simulator import Simulator
@@ -32,7 +32,7 @@ def series(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 @pytest.fixture(scope="module")
 def text() -> str:
-    return render(fixed_snapshot(), builders_for("native")).text.decode()
+    return Renderer(builders_for("native")).render(fixed_snapshot()).decode()
 
 
 def test_golden_exposition_matches(text: str) -> None:
@@ -141,7 +141,7 @@ def test_unsupported_field_is_absent_and_explained() -> None:
         },
         unsupported={Field.TENSOR_ACTIVE: "no_gpm"},
     )
-    s = series(render(dataclasses.replace(snap, samples={0: stripped}), builders_for("native")).text.decode())
+    s = series(Renderer(builders_for("native")).render(dataclasses.replace(snap, samples={0: stripped})).decode())
     assert "mig_instance_tensor_active_ratio" not in s
     support = {lbl["field"]: (lbl["reason"], v) for lbl, v in s["mig_exporter_field_supported"]}
     assert support["tensor_active"] == ("no_gpm", 0.0)
@@ -155,7 +155,7 @@ def test_stale_gpu_keeps_identity_but_loses_values() -> None:
     stale = dataclasses.replace(
         snap, samples=samples, stale_gpus=frozenset({1}), source_up=False, errors={("sample", "deadline"): 3}
     )
-    s = series(render(stale, builders_for("native")).text.decode())
+    s = series(Renderer(builders_for("native")).render(stale).decode())
     assert {lbl["gpu"] for lbl, _ in s["mig_instance_info"]} >= {"1"}
     assert "1" not in {lbl["gpu"] for lbl, _ in s["mig_instance_gr_engine_active_ratio"]}
     assert "1" not in {lbl["gpu"] for lbl, _ in s["mig_gpu_power_watts"]}
@@ -163,26 +163,37 @@ def test_stale_gpu_keeps_identity_but_loses_values() -> None:
     assert s["mig_exporter_errors_total"] == [({"stage": "sample", "reason": "deadline"}, 3.0)]
 
 
-def test_openmetrics_and_gzip_bodies() -> None:
-    """OpenMetrics ends with # EOF; gzip bodies decompress to the plain ones and are cached."""
-    rendered = render(fixed_snapshot("demo"), builders_for("native"))
-    assert rendered.openmetrics.endswith(b"# EOF\n")
-    assert b"mig_exporter_errors_total" in rendered.openmetrics or b"mig_exporter_errors" in rendered.openmetrics
-    for om in (False, True):
-        body = rendered.body(om, gzipped=True)
-        assert gzip.decompress(body) == rendered.body(om, gzipped=False)
-        assert rendered.body(om, gzipped=True) is body
+def test_openmetrics_ends_with_eof_and_names_counters_without_total() -> None:
+    """OpenMetrics ends with # EOF and declares the errors counter by its family name, its samples with _total."""
+    snapshot = dataclasses.replace(fixed_snapshot("demo"), errors={("sample", "deadline"): 2})
+    body = Renderer(builders_for("native")).render(snapshot, Format.OPENMETRICS).decode()
+    assert body.endswith("# EOF\n")
+    assert "# TYPE mig_exporter_errors counter\n" in body
+    assert 'mig_exporter_errors_total{reason="deadline",stage="sample"} 2.0\n' in body
+
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 @pytest.mark.parametrize(
     ("accept", "expected"),
     [
-        ("application/openmetrics-text; version=1.0.0; charset=utf-8,text/plain;version=0.0.4;q=0.5", True),
-        ("text/plain", False),
-        ("", False),
-        ("*/*", False),
+        (PROMETHEUS_ACCEPT, Format.OPENMETRICS),
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8,text/plain;version=0.0.4;q=0.5",
+            Format.OPENMETRICS,
+        ),
+        ("application/openmetrics-text", Format.OPENMETRICS),
+        ("text/plain", Format.TEXT),
+        ("text/plain;version=1.0.0", Format.TEXT),
+        ("application/openmetrics-text;version=0.0.1", Format.TEXT),  # prometheus-client makes only OM 1.0
+        ("", Format.TEXT),
+        ("*/*", Format.TEXT),
     ],
 )
-def test_accept_negotiation(accept: str, expected: bool) -> None:
-    """OpenMetrics only when the client names it, as Prometheus does."""
-    assert wants_openmetrics(accept) is expected
+def test_accept_negotiation(accept: str, expected: Format) -> None:
+    """OpenMetrics only when the client names it, as Prometheus does (prometheus-client's own negotiation)."""
+    assert Format.for_accept(accept) is expected

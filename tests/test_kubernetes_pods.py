@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,7 +23,8 @@ from exporter.cli.settings import resolve
 from exporter.exposition.health import exporter_families
 from exporter.exposition.native import native_families
 from exporter.exposition.pods import pod_families, with_pod_labels
-from exporter.exposition.render import Exposition, render
+from exporter.exposition.publish import Exposition
+from exporter.exposition.render import Renderer
 from exporter.http.server import build_app
 from exporter.kubernetes.attribution import Allocation, Holder, PodAttribution, is_gpu_resource
 from exporter.kubernetes.podresources import PodResourcesClient
@@ -120,7 +123,7 @@ async def test_pod_info_series_for_dgx_scenario(kubelet: FakeKubelet, socket_pat
     refresher = PodAttributionRefresher(socket_path, interval=1)
     await refresher.refresh()
     await refresher.close()
-    text = render(snapshot, (native_families, exporter_families, pod_families(refresher))).text.decode()
+    text = Renderer((native_families, exporter_families, pod_families(refresher))).render(snapshot).decode()
     assert pod_info(text) == DGX_POD_INFO
     assert "mig_exporter_kubelet_up 1.0" in text
     # Without --pod-labels the instance series are untouched.
@@ -132,8 +135,8 @@ async def test_pod_labels_on_instance_series(kubelet: FakeKubelet, socket_path: 
     refresher = PodAttributionRefresher(socket_path, interval=1)
     await refresher.refresh()
     await refresher.close()
-    plain = render(snapshot, (native_families,)).text.decode()
-    text = render(snapshot, (with_pod_labels(native_families, refresher), pod_families(refresher))).text.decode()
+    plain = Renderer((native_families,)).render(snapshot).decode()
+    text = Renderer((with_pod_labels(native_families, refresher), pod_families(refresher))).render(snapshot).decode()
     by_key = {(s["gpu"], s["gi"]): s for s in series(text, "mig_instance_gr_engine_active_ratio")}
     assert len(by_key) == len(series(plain, "mig_instance_gr_engine_active_ratio"))
     assert by_key[("1", "1")] == {
@@ -304,3 +307,35 @@ async def test_kubelet_stale_socket_fails_fast(socket_path: str) -> None:
     await refresher.close()
     assert refresher.kubelet_up is False
     assert time.perf_counter() - started < 4  # loose: well under the 5 s deadline it would otherwise wait
+
+
+def test_whole_gpu_and_mig_holders_on_one_gpu_resolve() -> None:
+    """A GPU listed whole and one of its MIG devices listed too (a misconfigured plugin) resolve without error."""
+    snapshot = fixed_snapshot("dgx-h100")
+    gpu, _, ci = next(snapshot.topology.iter_compute_instances())
+    holders = (Holder("a", "whole", "c"), Holder("b", "slice", "c"))
+    attribution = PodAttribution(
+        (Allocation("nvidia.com/gpu", gpu.uuid, holders[0]), Allocation("nvidia.com/gpu", ci.mig_uuid, holders[1]))
+    )
+    resolved = attribution.resolve(snapshot.topology)
+    assert list(resolved.items()) == [(Entity(gpu.index), holders[:1]), (Entity(gpu.index, ci.gi, ci.ci), holders[1:])]
+
+
+def test_grpc_is_imported_only_once_a_kubelet_socket_exists(tmp_path: Path) -> None:
+    """serve on a node without a kubelet never loads grpc (13 MB); a socket that appears loads it."""
+    code = f"""
+import asyncio, socket, sys
+from exporter.cli import main, serve
+from exporter.kubernetes.refresher import PodAttributionRefresher
+path = {str(tmp_path / "kubelet.sock")!r}
+refresher = PodAttributionRefresher(path, interval=1)
+asyncio.run(refresher.refresh())
+print("grpc" in sys.modules)
+socket.socket(socket.AF_UNIX).bind(path)
+asyncio.run(refresher.refresh())
+asyncio.run(refresher.close())
+print("grpc" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

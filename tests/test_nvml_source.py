@@ -10,7 +10,7 @@ import pytest
 
 from exporter.exposition.health import exporter_families
 from exporter.exposition.native import native_families
-from exporter.exposition.render import render
+from exporter.exposition.render import Renderer
 from exporter.model import ACTIVITY_FIELDS, Entity, Field, GpuSample, Topology
 from exporter.sampler import Sampler
 from exporter.sources import SourceOptions, open_source
@@ -233,7 +233,7 @@ async def run_sampler_once(source: NvmlSource, topology: Topology, samples: dict
     snapshot = Snapshot(
         source=source.name, topology=topology, samples=samples, timestamp=START, duration=0.0, source_up=True, errors={}
     )
-    return render(snapshot, (native_families, exporter_families)).text
+    return Renderer((native_families, exporter_families)).render(snapshot)
 
 
 async def test_nvml_per_metric_error_drops_only_that_field(
@@ -470,7 +470,7 @@ async def test_nvml_every_memory_read_refused_leaves_memory_absent_with_reason(
         assert all(Field.MEMORY_USED not in v for v in sample.values.values())
         assert sample.get(Entity(index), Field.TEMPERATURE) is not None
     assert snapshot.samples[7].get(Entity(7), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.65, abs=ACTIVITY_TOLERANCE)
-    text = render(snapshot, (native_families, exporter_families)).text.decode()
+    text = Renderer((native_families, exporter_families)).render(snapshot).decode()
     assert 'mig_exporter_field_supported{field="memory_used",gpu="7",reason="no_permission"} 0.0' in text
 
 

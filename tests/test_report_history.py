@@ -12,7 +12,8 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.exposition.native import native_families
-from exporter.exposition.render import render
+from exporter.exposition.render import Renderer
+from exporter.exposition.template import Format
 from exporter.model import Field
 from exporter.sources.synthetic.history import Node, sample_times, scrape_offsets, write_openmetrics
 from exporter.sources.synthetic.scenario import load
@@ -40,7 +41,7 @@ def history(scenario: str, times: list[float], instance: str = "node:9401") -> s
 
 def test_report_history_has_the_series_the_exporter_exposes() -> None:
     """Every history series is one the exporter exposes, with the same labels plus instance and job."""
-    exposed = parse(render(fixed_snapshot("dgx-h100"), [native_families]).openmetrics.decode())
+    exposed = parse(Renderer([native_families]).render(fixed_snapshot("dgx-h100"), Format.OPENMETRICS).decode())
     written = parse(history("dgx-h100", [FIXED_TIME]))
     scrape_labels = ("instance", "job")
     stripped = {(name, frozenset((k, v) for k, v in labels if k not in scrape_labels)) for name, labels in written}

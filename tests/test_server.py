@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporter.http.server import build_app
+from exporter.exposition.render import Renderer
+from exporter.exposition.template import Format
+from exporter.http.server import build_app, gzip_wanted
+from exporter.model import Snapshot
 from exporter.sampler import Sampler
 from exporter.sources.synthetic.simulator import Simulator
 from exporter.sources.synthetic.source import SyntheticSource
@@ -44,6 +48,68 @@ async def test_metrics_gzip_when_asked(client: TestClient) -> None:  # type: ign
     response = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
     assert response.headers["Content-Encoding"] == "gzip"
     assert b"mig_gpu_info" in gzip.decompress(await response.read())
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "expected"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("deflate, gzip;q=0.5", True),
+        ("gzip;q=1.0, identity;q=0", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000", False),
+        ("identity", False),
+        ("", False),
+        ("x-gzip-not", False),
+    ],
+)
+def test_gzip_negotiation(accept_encoding: str, expected: bool) -> None:
+    """gzip where Accept-Encoding lists it, except with q=0, which means not acceptable."""
+    assert gzip_wanted(accept_encoding) is expected
+
+
+async def test_gzip_refused_with_q_zero(client: TestClient) -> None:  # type: ignore[type-arg]
+    """Accept-Encoding: gzip;q=0 gets an uncompressed body."""
+    response = await client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0"}, auto_decompress=False)
+    assert "Content-Encoding" not in response.headers
+    assert b"mig_gpu_info" in await response.read()
+
+
+async def test_a_scrape_never_renders(
+    aiohttp_client: ClientFactory, dgx: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every render happens in the background task, at most once per sample and variant, never in a scrape."""
+    tasks: list[str] = []
+    original = Renderer.steps
+
+    def spy(
+        self: Renderer, snapshot: Snapshot, formats: Iterable[Format]
+    ) -> Generator[None, None, dict[Format, bytes]]:
+        task = asyncio.current_task()
+        tasks.append(task.get_name() if task is not None else "")
+        return original(self, snapshot, formats)
+
+    monkeypatch.setattr(Renderer, "steps", spy)
+    sampler = Sampler(SyntheticSource(dgx), interval=0.05)
+    samples: list[Snapshot] = []
+    sampler.subscribers.append(samples.append)
+    client = await aiohttp_client(build_app(sampler))
+    variants = [
+        {"Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"},
+        {"Accept": "text/plain", "Accept-Encoding": "gzip"},
+        {"Accept": "text/plain", "Accept-Encoding": "identity"},
+    ]
+    scrapes = 0
+    for _ in range(10):
+        for headers in variants:
+            for _ in range(5):
+                response = await client.get("/metrics", headers=headers)
+                assert response.status == 200 and b"mig_gpu_info" in await response.read()
+                scrapes += 1
+        await asyncio.sleep(0.02)
+    assert tasks and set(tasks) == {"exposition"}
+    assert len(tasks) <= len(samples) + len(variants) < scrapes
 
 
 async def test_health_and_readiness(client: TestClient) -> None:  # type: ignore[type-arg]

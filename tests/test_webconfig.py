@@ -316,7 +316,9 @@ async def test_a_reload_never_blocks_the_event_loop(
 ) -> None:
     """Replaced by a file that takes a second or more to read (24,000 users, near the value limit), then by an
     alias bomb and by deep nesting, the web-config is re-read beside the event loop: /healthz answers within
-    0.25 s throughout, the users in force keep working, and each bad file is one error line."""
+    a second throughout (read on the loop, the alias bomb stalled it for 17 s; beside it, only the GIL's switch
+    interval and a loaded CI machine delay it), the users in force keep working, and each bad file is one error
+    line."""
     path = write_config(tmp_path, f"basic_auth_users:\n  prometheus: {HASH}\n")
     watcher = WebConfigWatcher(path, check_interval=0)
     client = await aiohttp_client(build_app(Sampler(SyntheticSource(demo), interval=60), web_config=watcher))
@@ -340,7 +342,7 @@ async def test_a_reload_never_blocks_the_event_loop(
                 await asyncio.sleep(0.02)
             else:
                 raise AssertionError(f"never logged: {message}")
-            assert slowest < 0.25, f"/healthz took {slowest:.2f} s while reading a file ending in: {message}"
+            assert slowest < 1.0, f"/healthz took {slowest:.2f} s while reading a file ending in: {message}"
             assert (await client.get("/metrics", headers=basic("prometheus", "secret"))).status == 200
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) >= 3 and all(len(e) < 300 and "keeping the previous web-config" in e for e in errors)

@@ -22,9 +22,12 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from exporter import __version__
 from exporter.cli.settings import OPTIONS, Settings, add_option_flags, resolve
 from exporter.exposition.native import native_families
+from exporter.exposition.render import Renderer
 from exporter.model import Entity, Field, Gpu, Snapshot
 from exporter.sampler import Sampler
 from exporter.sources import AUTO_ORDER, SourceOptions, open_source
@@ -195,7 +198,8 @@ async def _sample(source: Source, settings: Settings) -> tuple[Snapshot, dict[in
 def _publication(snapshot: Snapshot, source: str, errors: dict[int, tuple[str, str]]) -> list[GpuReport]:
     """Per GPU: the series the exposition holds for it, and the values it lacks with the reason."""
     counts: Counter[tuple[str, str]] = Counter()
-    for metric in native_families(snapshot):
+    text = Renderer((native_families,)).render(snapshot).decode()
+    for metric in text_string_to_metric_families(text):
         for sample in metric.samples:
             counts[(sample.labels.get("gpu", ""), metric.name)] += 1
     out = []

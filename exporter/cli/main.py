@@ -1,14 +1,19 @@
-"""The `mig-exporter` command line: one parser, a subcommand per module of this package."""
+"""The `mig-exporter` command line: one parser, a subcommand per module of this package.
+
+A subcommand's module is imported only when that subcommand runs (or for the full --help), so the
+long-running `serve` keeps none of the report's, planner's or history's code resident.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from types import ModuleType
 from typing import NoReturn
 
 from exporter import __version__
-from exporter.cli import doctor, healthcheck, history, plan, report, serve
 from exporter.cli.settings import ConfigError, resolve
 from exporter.http.webconfig import WebConfigError
 from exporter.sources.base import SourceUnavailableError
@@ -21,37 +26,45 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mig-exporter", description="Per-slice activity and memory of MIG GPUs for Prometheus.")
-    parser.add_argument("--version", action="version", version=f"mig-exporter {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    serve.add_parser(commands)
-    plan.add_parser(commands)
-    report.add_parser(commands)
-    history.add_parser(commands)
-    doctor.add_parser(commands)
-    healthcheck.add_parser(commands)
-    return parser
-
-
-def _serve(args: argparse.Namespace) -> int:
-    return serve.run(resolve(vars(args)))
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "serve": _serve,
-    "plan": plan.run,
-    "report": report.run,
-    "simulate-history": history.run,
-    "doctor": doctor.run,
-    "healthcheck": healthcheck.run,
+# Subcommand -> the module that defines its parser (`add_parser`) and runs it (`run`).
+SUBCOMMANDS = {
+    "serve": "exporter.cli.serve",
+    "plan": "exporter.cli.plan",
+    "report": "exporter.cli.report",
+    "simulate-history": "exporter.cli.history",
+    "doctor": "exporter.cli.doctor",
+    "healthcheck": "exporter.cli.healthcheck",
 }
 
 
+def _module(command: str) -> ModuleType:
+    return importlib.import_module(SUBCOMMANDS[command])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or with `only` that one."""
+    parser = _Parser(prog="mig-exporter", description="Per-slice activity and memory of MIG GPUs for Prometheus.")
+    parser.add_argument("--version", action="version", version=f"mig-exporter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in SUBCOMMANDS:
+        if only is None or command == only:
+            _module(command).add_parser(commands)
+    return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, when it is a known one."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in SUBCOMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        args = build_parser(_command(argv)).parse_args(argv)
+        if args.command == "serve":
+            return int(_module("serve").run(resolve(vars(args))))
+        return int(_module(args.command).run(args))
     except (ConfigError, SourceUnavailableError, WebConfigError) as exc:
         print(f"mig-exporter: error: {exc}", file=sys.stderr)
         return 2

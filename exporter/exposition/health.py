@@ -4,35 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import Metric
-
 from exporter import __version__
 from exporter.contract import families as fam
-from exporter.exposition.render import new_family
+from exporter.exposition.series import CONSTANT, AnyFamily, Builder, DynamicFamily, FamilyTemplate, Row, SnapshotValue
 from exporter.model import Field, Snapshot
 
+_FIELD_NAMES = [(fld, fld.value) for fld in Field]
 
-def exporter_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """The exporter's own health: build, source state, sample age and cost, errors, topology changes, field support."""
-    build = new_family(fam.BUILD_INFO)
-    build.add_metric([__version__, snapshot.source], 1)
-    up = new_family(fam.SOURCE_UP)
-    up.add_metric([snapshot.source], 1 if snapshot.source_up else 0)
-    last = new_family(fam.LAST_SAMPLE_TIMESTAMP)
-    last.add_metric([], snapshot.timestamp)
-    duration = new_family(fam.SAMPLE_DURATION)
-    duration.add_metric([], snapshot.duration)
-    errors = new_family(fam.ERRORS)
-    for (stage, reason), count in sorted(snapshot.errors.items()):
-        errors.add_metric([stage, reason], count)
-    changes = new_family(fam.TOPOLOGY_CHANGES)
-    changes.add_metric([], snapshot.topology_changes)
-    supported = new_family(fam.FIELD_SUPPORTED)
+
+def _errors(snapshot: Snapshot) -> list[Row]:
+    return sorted(snapshot.errors.items())
+
+
+def _field_support(snapshot: Snapshot) -> Iterator[Row]:
+    """Per GPU and field: 1 where some entity has it, 0 with the reason where the source cannot read it."""
     for index, sample in sorted(snapshot.samples.items()):
-        present = {f for values in sample.values.values() for f in values}
-        for fld in Field:
-            if fld in sample.unsupported:
-                supported.add_metric([str(index), fld.value, sample.unsupported[fld]], 0)
+        gpu = str(index)
+        present = set().union(*sample.values.values())
+        unsupported = sample.unsupported
+        for fld, name in _FIELD_NAMES:
+            if fld in unsupported:
+                yield (gpu, name, unsupported[fld]), 0
             elif fld in present:
-                supported.add_metric([str(index), fld.value, ""], 1)
-    yield from (build, up, last, duration, errors, changes, supported)
+                yield (gpu, name, ""), 1
+
+
+def _health(snapshot: Snapshot) -> Iterator[AnyFamily]:
+    build = FamilyTemplate.of(fam.BUILD_INFO, CONSTANT)
+    build.add([__version__, snapshot.source], 1)
+    up = FamilyTemplate.of(fam.SOURCE_UP, SnapshotValue(lambda s: 1 if s.source_up else 0))
+    up.add([snapshot.source], None)
+    last = FamilyTemplate.of(fam.LAST_SAMPLE_TIMESTAMP, SnapshotValue(lambda s: s.timestamp))
+    last.add([], None)
+    duration = FamilyTemplate.of(fam.SAMPLE_DURATION, SnapshotValue(lambda s: s.duration))
+    duration.add([], None)
+    yield from (build, up, last, duration)
+    yield DynamicFamily.of(fam.ERRORS, _errors)
+    changes = FamilyTemplate.of(fam.TOPOLOGY_CHANGES, SnapshotValue(lambda s: s.topology_changes))
+    changes.add([], None)
+    yield changes
+    yield DynamicFamily.of(fam.FIELD_SUPPORTED, _field_support)
+
+
+exporter_families = Builder(_health)

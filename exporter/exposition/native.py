@@ -1,95 +1,103 @@
-"""The metric contract's native families: GPUs, GPU instances and compute instances (README's metric table)."""
+"""The metric contract's native families: GPUs, GPU instances and compute instances (README's metric table).
+
+Declared once per topology (series.py): one series per entity that can have a value; a value the
+source did not read in a sample leaves its series out of that sample's exposition. A new field is a
+family of the contract plus one entry in the tables below.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import Metric
-
 from exporter.contract import families as fam
-from exporter.exposition.render import new_family
-from exporter.model import Entity, Field, Snapshot
+from exporter.exposition.series import (
+    CONSTANT,
+    AnyFamily,
+    Builder,
+    EntityField,
+    EntityFieldOr,
+    FamilyTemplate,
+)
+from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot, Topology
+
+# GPU-wide values, read on the GPU entity of every GPU.
+GPU_FIELDS: dict[Field, fam.Family] = {
+    Field.MEMORY_TOTAL: fam.GPU_MEMORY_TOTAL,
+    Field.MEMORY_USED: fam.GPU_MEMORY_USED,
+    Field.POWER: fam.GPU_POWER,
+    Field.TEMPERATURE: fam.GPU_TEMPERATURE,
+}
 
 
-def native_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """The metric contract's native families (see README's metric table)."""
-    yield from _gpu_families(snapshot)
-    yield from _instance_families(snapshot)
-    yield from _compute_instance_families(snapshot)
+def _native(snapshot: Snapshot) -> Iterator[AnyFamily]:
+    topology = snapshot.topology
+    yield from _gpu_families(topology)
+    yield from _instance_families(topology)
+    yield from _compute_instance_families(topology)
 
 
-def _gpu_families(snapshot: Snapshot) -> Iterator[Metric]:
-    info = new_family(fam.GPU_INFO)
-    scalar = {
-        Field.MEMORY_TOTAL: new_family(fam.GPU_MEMORY_TOTAL),
-        Field.MEMORY_USED: new_family(fam.GPU_MEMORY_USED),
-        Field.POWER: new_family(fam.GPU_POWER),
-        Field.TEMPERATURE: new_family(fam.GPU_TEMPERATURE),
-    }
-    activity = {f: new_family(family) for f, family in fam.GPU_ACTIVITY.items()}
-    for gpu in snapshot.topology.gpus:
-        labels = [str(gpu.index), gpu.uuid]
-        info.add_metric([*labels, gpu.model, gpu.driver_version, gpu.mig_mode], 1)
-        sample = snapshot.samples.get(gpu.index)
-        if sample is None:
-            continue
-        values = sample.values.get(Entity(gpu.index), {})
-        for fld, family in scalar.items():
-            if fld in values:
-                family.add_metric(labels, values[fld])
-        if not gpu.mig_enabled:
-            for fld, family in activity.items():
-                if fld in values:
-                    family.add_metric(labels, values[fld])
-    yield from (info, *scalar.values(), *activity.values())
+native_families = Builder(_native)
 
 
-def _instance_families(snapshot: Snapshot) -> Iterator[Metric]:
-    info = new_family(fam.INSTANCE_INFO)
-    compute = new_family(fam.INSTANCE_COMPUTE_SLICES)
-    memory = new_family(fam.INSTANCE_MEMORY_SLICES)
-    activity = {f: new_family(family) for f, family in fam.INSTANCE_ACTIVITY.items()}
-    mem_used = new_family(fam.INSTANCE_MEMORY_USED)
-    mem_total = new_family(fam.INSTANCE_MEMORY_TOTAL)
-    for gpu, inst in snapshot.topology.iter_instances():
-        key = [str(gpu.index), str(inst.gi), inst.profile]
-        info.add_metric(
-            [
-                str(gpu.index),
-                gpu.uuid,
-                str(inst.gi),
-                inst.profile,
-                "" if inst.placement_start is None else str(inst.placement_start),
-                str(inst.placement_size),
-            ],
-            1,
-        )
-        compute.add_metric(key, inst.compute_slices)
-        memory.add_metric(key, inst.memory_slices)
-        sample = snapshot.samples.get(gpu.index)
-        if sample is None:
-            continue
-        values = sample.values.get(Entity(gpu.index, inst.gi), {})
-        for fld, family in activity.items():
-            if fld in values:
-                family.add_metric(key, values[fld])
-        if Field.MEMORY_USED in values:
-            mem_used.add_metric(key, values[Field.MEMORY_USED])
-        mem_total.add_metric(key, values.get(Field.MEMORY_TOTAL, inst.memory_total_bytes))
-    yield from (info, compute, memory, *activity.values(), mem_used, mem_total)
+def _gpu_labels(gpu: Gpu) -> tuple[str, str]:
+    return str(gpu.index), gpu.uuid
 
 
-def _compute_instance_families(snapshot: Snapshot) -> Iterator[Metric]:
-    info = new_family(fam.COMPUTE_INSTANCE_INFO)
-    activity = {f: new_family(family) for f, family in fam.COMPUTE_INSTANCE_ACTIVITY.items()}
-    for gpu, inst, ci in snapshot.topology.iter_compute_instances():
-        key = [str(gpu.index), str(inst.gi), str(ci.ci), inst.profile]
-        info.add_metric([*key[:3], inst.profile, ci.profile, ci.mig_uuid], 1)
-        sample = snapshot.samples.get(gpu.index)
-        if sample is None:
-            continue
-        values = sample.values.get(Entity(gpu.index, inst.gi, ci.ci), {})
-        for fld, family in activity.items():
-            if fld in values:
-                family.add_metric(key, values[fld])
-    yield from (info, *activity.values())
+def _gpu_families(topology: Topology) -> Iterator[FamilyTemplate]:
+    info = FamilyTemplate.of(fam.GPU_INFO, CONSTANT)
+    for gpu in topology.gpus:
+        info.add([*_gpu_labels(gpu), gpu.model, gpu.driver_version, gpu.mig_mode], 1)
+    yield info
+    for fld, family in GPU_FIELDS.items():
+        scalar = FamilyTemplate.of(family, EntityField(fld))
+        for gpu in topology.gpus:
+            scalar.add(_gpu_labels(gpu), Entity(gpu.index))
+        yield scalar
+    for fld, family in fam.GPU_ACTIVITY.items():  # whole-GPU activity only where MIG is disabled
+        activity = FamilyTemplate.of(family, EntityField(fld))
+        for gpu in topology.gpus:
+            if not gpu.mig_enabled:
+                activity.add(_gpu_labels(gpu), Entity(gpu.index))
+        yield activity
+
+
+def _instance_key(gpu: Gpu, inst: GpuInstance) -> tuple[str, str, str]:
+    return str(gpu.index), str(inst.gi), inst.profile
+
+
+def _instance_families(topology: Topology) -> Iterator[FamilyTemplate]:
+    instances = list(topology.iter_instances())
+    info = FamilyTemplate.of(fam.INSTANCE_INFO, CONSTANT)
+    for gpu, inst in instances:
+        start = "" if inst.placement_start is None else str(inst.placement_start)
+        info.add([str(gpu.index), gpu.uuid, str(inst.gi), inst.profile, start, str(inst.placement_size)], 1)
+    yield info
+    compute = FamilyTemplate.of(fam.INSTANCE_COMPUTE_SLICES, CONSTANT)
+    memory = FamilyTemplate.of(fam.INSTANCE_MEMORY_SLICES, CONSTANT)
+    for gpu, inst in instances:
+        compute.add(_instance_key(gpu, inst), inst.compute_slices)
+        memory.add(_instance_key(gpu, inst), inst.memory_slices)
+    yield from (compute, memory)
+    for fld, family in (*fam.INSTANCE_ACTIVITY.items(), (Field.MEMORY_USED, fam.INSTANCE_MEMORY_USED)):
+        values = FamilyTemplate.of(family, EntityField(fld))
+        for gpu, inst in instances:
+            values.add(_instance_key(gpu, inst), Entity(gpu.index, inst.gi))
+        yield values
+    # The source's total where it reads one, else the profile's (every sampled GPU has this series).
+    total = FamilyTemplate.of(fam.INSTANCE_MEMORY_TOTAL, EntityFieldOr(Field.MEMORY_TOTAL))
+    for gpu, inst in instances:
+        total.add(_instance_key(gpu, inst), (Entity(gpu.index, inst.gi), inst.memory_total_bytes))
+    yield total
+
+
+def _compute_instance_families(topology: Topology) -> Iterator[FamilyTemplate]:
+    cis = list(topology.iter_compute_instances())
+    info = FamilyTemplate.of(fam.COMPUTE_INSTANCE_INFO, CONSTANT)
+    for gpu, inst, ci in cis:
+        info.add([str(gpu.index), str(inst.gi), str(ci.ci), inst.profile, ci.profile, ci.mig_uuid], 1)
+    yield info
+    for fld, family in fam.COMPUTE_INSTANCE_ACTIVITY.items():
+        activity = FamilyTemplate.of(family, EntityField(fld))
+        for gpu, inst, ci in cis:
+            activity.add([str(gpu.index), str(inst.gi), str(ci.ci), inst.profile], Entity(gpu.index, inst.gi, ci.ci))
+        yield activity

@@ -1,17 +1,15 @@
 """Pod attribution (Kubernetes): `mig_instance_pod_info`, and pod labels on the native series.
 
-Combined with the snapshot at render time, so the kubelet is never called on a scrape and a new
-attribution shows from the next rendered sample.
+Both depend on the attribution the background refresher holds, so it is part of their shape: a new
+attribution builds their series again at the next sample, and the kubelet is never called on a scrape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from prometheus_client.core import Metric
+from collections.abc import Iterator, Mapping
 
 from exporter.contract import families as fam
-from exporter.exposition.render import FamilyBuilder, new_family
+from exporter.exposition.series import CONSTANT, AnyFamily, Builder, FamilyTemplate, Series, SnapshotValue
 from exporter.kubernetes.attribution import AttributionProvider, Holder, PodAttribution, holders_with_instances
 from exporter.model import Entity, Snapshot, Topology
 
@@ -38,26 +36,34 @@ class _Resolved:
         return self
 
 
-def pod_families(provider: AttributionProvider) -> FamilyBuilder:
+def pod_families(provider: AttributionProvider) -> Builder:
     """`mig_instance_pod_info` (one series per container and device it holds) and `mig_exporter_kubelet_up`."""
     resolved = _Resolved(provider)
 
-    def build(snapshot: Snapshot) -> Iterator[Metric]:
-        info = new_family(fam.INSTANCE_POD_INFO)
+    def build(snapshot: Snapshot) -> Iterator[AnyFamily]:
+        info = FamilyTemplate.of(fam.INSTANCE_POD_INFO, CONSTANT)
         for entity, holders in resolved.update(snapshot.topology).by_entity.items():
             ids = [str(entity.gpu), _label(entity.gi), _label(entity.ci)]
             for holder in holders:
-                info.add_metric([*ids, holder.namespace, holder.pod, holder.container], 1)
+                info.add([*ids, holder.namespace, holder.pod, holder.container], 1)
         yield info
         if provider.kubelet_up is not None:
-            up = new_family(fam.KUBELET_UP)
-            up.add_metric([], 1 if provider.kubelet_up else 0)
+            up = FamilyTemplate.of(fam.KUBELET_UP, SnapshotValue(lambda _: _kubelet_up(provider)))
+            up.add([], None)
             yield up
 
-    return build
+    def shape(snapshot: Snapshot) -> object:
+        return (snapshot.topology, provider.attribution, provider.kubelet_up is not None)
+
+    return Builder(build, shape)
 
 
-def with_pod_labels(builder: FamilyBuilder, provider: AttributionProvider) -> FamilyBuilder:
+def _kubelet_up(provider: AttributionProvider) -> float | None:
+    up = provider.kubelet_up
+    return None if up is None else 1 if up else 0
+
+
+def with_pod_labels(builder: Builder, provider: AttributionProvider) -> Builder:
     """`builder` with namespace, pod and container labels on the series of held GPUs, instances and CIs.
 
     A GPU instance carries the holders of all its compute instances. Several holders of one
@@ -66,21 +72,24 @@ def with_pod_labels(builder: FamilyBuilder, provider: AttributionProvider) -> Fa
     """
     resolved = _Resolved(provider)
 
-    def build(snapshot: Snapshot) -> Iterator[Metric]:
+    def build(snapshot: Snapshot) -> Iterator[AnyFamily]:
         held = resolved.update(snapshot.topology).by_labels
-        for family in builder(snapshot):
-            if held and family.name.startswith(fam.ENTITY_PREFIXES):
-                family.samples = [s._replace(labels=_with_holders(s.labels, held)) for s in family.samples]
+        for family in builder.families(snapshot):
+            if held and isinstance(family, FamilyTemplate) and family.name.startswith(fam.ENTITY_PREFIXES):
+                family.series = [Series(_with_holders(s.labels, held), s.key) for s in family.series]
             yield family
 
-    return build
+    def shape(snapshot: Snapshot) -> object:
+        return (builder.shape(snapshot), provider.attribution)
+
+    return Builder(build, shape)
 
 
 def _label(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def _with_holders(labels: dict[str, str], held: dict[_LabelKey, tuple[Holder, ...]]) -> dict[str, str]:
+def _with_holders(labels: Mapping[str, str], held: dict[_LabelKey, tuple[Holder, ...]]) -> Mapping[str, str]:
     holders = held.get((labels.get("gpu", ""), labels.get("gi", ""), labels.get("ci", "")))
     if not holders:
         return labels

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from prometheus_client.exposition import gzip_accepted
 
 from exporter.exposition.dcgm import builders_for
-from exporter.exposition.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, wants_openmetrics
+from exporter.exposition.publish import Exposition, Variant
+from exporter.exposition.template import Format
 from exporter.http.basicauth import AuthBusyError
 from exporter.http.connections import ConnectionLimit
 from exporter.http.landing import add_routes
@@ -35,19 +37,42 @@ def _stale_after(sampler: Sampler) -> float:
     return 3 * sampler.interval + sampler.deadline
 
 
+def gzip_wanted(accept_encoding: str) -> bool:
+    """prometheus-client's `gzip_accepted`, except that `gzip;q=0` refuses gzip (RFC 9110: not acceptable)."""
+    return any(gzip_accepted(coding) and not _refused(coding) for coding in accept_encoding.split(","))
+
+
+def _refused(coding: str) -> bool:
+    for param in coding.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value) == 0
+            except ValueError:
+                return False
+    return False
+
+
+def variant_for(request: web.Request) -> Variant:
+    """The format (by prometheus-client's negotiation) and encoding a scrape asks for."""
+    return Variant(
+        Format.for_accept(request.headers.get(hdrs.ACCEPT, "")),
+        gzip_wanted(request.headers.get(hdrs.ACCEPT_ENCODING, "")),
+    )
+
+
 async def metrics(request: web.Request) -> web.Response:
-    rendered = request.app[EXPOSITION].current
-    if rendered is None:
-        return web.Response(status=503, text="no sample yet\n")
-    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-    gzipped = "gzip" in request.headers.get("Accept-Encoding", "").lower()
-    headers = {
-        "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
-        "Vary": "Accept, Accept-Encoding",
-    }
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=rendered.body(openmetrics, gzipped), headers=headers)
+    """The latest snapshot's bytes, made before the scrape came: never a render, never a GPU call."""
+    variant = variant_for(request)
+    exposition = request.app[EXPOSITION]
+    body = await exposition.body(variant)
+    if body is None:
+        reason = "rendering the latest sample failed (see the log)" if exposition.failing else "no sample yet"
+        return web.Response(status=503, text=reason + "\n")
+    headers = {hdrs.CONTENT_TYPE: variant.format.content_type, hdrs.VARY: "Accept, Accept-Encoding"}
+    if variant.gzip:
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+    return web.Response(body=body, headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -75,6 +100,12 @@ async def _background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterat
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _exposition_loop(app: web.Application) -> AsyncIterator[None]:
+    """Make each snapshot's bytes in the background for the app's life."""
+    async with _background(app[EXPOSITION].run(), "exposition"):
+        yield
 
 
 async def _sampling_loop(app: web.Application) -> AsyncIterator[None]:
@@ -200,5 +231,6 @@ def build_app(
         app.on_shutdown.append(lambda _: web_config.close())
     if attribution is not None:
         app.cleanup_ctx.append(_attribution_loop(attribution))
+    app.cleanup_ctx.append(_exposition_loop)
     app.cleanup_ctx.append(_sampling_loop)
     return app

@@ -26,6 +26,10 @@ _GKE_GPU = re.compile(r"^nvidia(\d+)$")
 _GKE_MIG = re.compile(r"^nvidia(\d+)/gi(\d+)$")
 
 
+class KubeletError(Exception):
+    """A pod-resources call failed; the message gives the gRPC status and details."""
+
+
 def is_gpu_resource(resource: str) -> bool:
     """True for the extended resources NVIDIA's device plugins advertise (including `.shared` renames)."""
     return resource.startswith(GPU_RESOURCE_PREFIXES)
@@ -67,7 +71,21 @@ class PodAttribution:
         for allocation in self.allocations:
             for entity in index.lookup(allocation.device_id):
                 found.setdefault(entity, set()).add(allocation.holder)
-        return {entity: tuple(sorted(holders)) for entity, holders in sorted(found.items())}
+        ordered = sorted(found, key=_entity_order)
+        return {entity: tuple(sorted(found[entity])) for entity in ordered}
+
+
+def _entity_order(entity: Entity) -> tuple[int, int, int]:
+    """GPU, then instance, then compute instance; a whole GPU first (Entity's own order fails on None)."""
+    return entity.gpu, -1 if entity.gi is None else entity.gi, -1 if entity.ci is None else entity.ci
+
+
+class KubeletClient(Protocol):
+    """A pod-resources client: `list` raises KubeletError when the kubelet refuses or fails."""
+
+    async def list(self, timeout: float) -> PodAttribution: ...
+
+    async def close(self) -> None: ...
 
 
 class AttributionProvider(Protocol):

@@ -1,11 +1,14 @@
-"""A client of the kubelet pod-resources API v1 (`PodResourcesLister.List`) over its unix socket."""
+"""A client of the kubelet pod-resources API v1 (`PodResourcesLister.List`) over its unix socket.
+
+Imports grpc (about 13 MB resident), so the refresher imports this module only once a socket exists.
+"""
 
 from __future__ import annotations
 
 import grpc
 
 from exporter.kubernetes import api_pb2, api_pb2_grpc
-from exporter.kubernetes.attribution import Allocation, Holder, PodAttribution, is_gpu_resource
+from exporter.kubernetes.attribution import Allocation, Holder, KubeletError, PodAttribution, is_gpu_resource
 
 # A node with hundreds of pods can answer with more than gRPC's default 4 MiB.
 _MAX_MESSAGE_BYTES = 16 * 2**20
@@ -23,10 +26,13 @@ class PodResourcesClient:
         self._stub = api_pb2_grpc.PodResourcesListerStub(self._channel)  # type: ignore[no-untyped-call] # generated
 
     async def list(self, timeout: float) -> PodAttribution:
-        """Call List with a deadline; raises grpc.aio.AioRpcError (DEADLINE_EXCEEDED, UNAVAILABLE, ...)."""
-        response: api_pb2.ListPodResourcesResponse = await self._stub.List(
-            api_pb2.ListPodResourcesRequest(), timeout=timeout, wait_for_ready=False
-        )
+        """Call List with a deadline; raises KubeletError with the gRPC status (DEADLINE_EXCEEDED, UNAVAILABLE, ...)."""
+        try:
+            response: api_pb2.ListPodResourcesResponse = await self._stub.List(
+                api_pb2.ListPodResourcesRequest(), timeout=timeout, wait_for_ready=False
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise KubeletError(f"{exc.code().name}: {exc.details()}") from exc
         return attribution_from(response)
 
     async def close(self) -> None:

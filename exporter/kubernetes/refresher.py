@@ -4,7 +4,8 @@ Scrapes read `attribution`, a frozen value swapped whole after each successful L
 slow, hung or missing kubelet can never delay one. Without a socket the feature is off (one
 log line) and the socket is looked for again every interval, so a kubelet that starts later
 is picked up. After a failed List the last answer is kept for `keep_for` seconds, so a
-kubelet restart does not blank the attribution, then dropped rather than served stale.
+kubelet restart does not blank the attribution, then dropped rather than served stale. The gRPC
+client is imported only once a socket exists: a node without a kubelet never loads grpc.
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ import stat
 import time
 from collections.abc import Callable
 
-import grpc
-
 from exporter.contract import defaults
-from exporter.kubernetes.attribution import PodAttribution
-from exporter.kubernetes.podresources import PodResourcesClient
+from exporter.kubernetes.attribution import KubeletClient, KubeletError, PodAttribution
 
 log = logging.getLogger(__name__)
 
 _EMPTY = PodAttribution()
+
+
+def grpc_client(socket_path: str) -> KubeletClient:
+    """The gRPC pod-resources client, imported on first use."""
+    from exporter.kubernetes.podresources import PodResourcesClient
+
+    return PodResourcesClient(socket_path)
 
 
 def _is_socket(path: str) -> bool:
@@ -45,7 +50,7 @@ class PodAttributionRefresher:
         interval: float = defaults.KUBELET_INTERVAL_SECONDS,
         timeout: float | None = None,
         keep_for: float | None = None,
-        client_factory: Callable[[str], PodResourcesClient] = PodResourcesClient,
+        client_factory: Callable[[str], KubeletClient] = grpc_client,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.socket_path = socket_path
@@ -54,9 +59,10 @@ class PodAttributionRefresher:
         self.keep_for = keep_for if keep_for is not None else 3 * interval
         self._client_factory = client_factory
         self._clock = clock
-        self._client: PodResourcesClient | None = None
+        self._client: KubeletClient | None = None
         self._last_ok = float("-inf")
         self._announced_off = False
+        self._unloadable = False  # the gRPC client cannot be imported here: stay off, say so once
         self.attribution: PodAttribution = _EMPTY
         self.kubelet_up: bool | None = None  # None while there is no socket (the feature is off)
 
@@ -65,12 +71,21 @@ class PodAttributionRefresher:
         if not _is_socket(self.socket_path):
             await self._switch_off()
             return
+        if self._unloadable:
+            return
         if self._client is None:
-            self._client = self._client_factory(self.socket_path)
+            try:
+                self._client = self._client_factory(self.socket_path)
+            except Exception as exc:  # ImportError, or generated code refusing an older protobuf or grpcio
+                log.warning(
+                    "pod attribution is off: its gRPC client cannot be loaded (%s: %s)", type(exc).__name__, exc
+                )
+                self._unloadable = True
+                return
         try:
             # The gRPC deadline ends the call; wait_for is the backstop should the channel itself hang.
             attribution = await asyncio.wait_for(self._client.list(self.timeout), self.timeout + 1)
-        except (grpc.aio.AioRpcError, TimeoutError) as exc:
+        except (KubeletError, TimeoutError) as exc:
             await self._failed(exc)
             return
         if self.kubelet_up is not True:
@@ -93,11 +108,7 @@ class PodAttributionRefresher:
 
     async def _failed(self, exc: BaseException) -> None:
         if self.kubelet_up is not False:
-            reason = (
-                f"{exc.code().name}: {exc.details()}"
-                if isinstance(exc, grpc.aio.AioRpcError)
-                else f"no answer in {self.timeout:g}s"
-            )
+            reason = str(exc) if isinstance(exc, KubeletError) else f"no answer in {self.timeout:g}s"
             log.warning("pod attribution: kubelet List on %s failed: %s", self.socket_path, reason)
         self.kubelet_up = False
         if self._clock() - self._last_ok > self.keep_for:

@@ -15,9 +15,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.contract.thresholds import IDLE_RATIO
 from exporter.exposition.native import native_families
+from exporter.exposition.render import Renderer
 from exporter.model import Entity, Field, Gpu, GpuSample, Topology
 from exporter.sampler import Sampler
 from exporter.sources.nvml import NvmlSource
@@ -165,7 +167,7 @@ def test_mig_series_match_what_nvml_lists(nvml: ModuleType, reader: Reader) -> N
     sampler = Sampler(reader.source, interval=1.0, deadline=10.0)
     snapshot = reader.run(sampler.run_once())
     seen: dict[str, set[tuple[tuple[str, str], ...]]] = {}
-    for metric in native_families(snapshot):
+    for metric in text_string_to_metric_families(Renderer((native_families,)).render(snapshot).decode()):
         for s in metric.samples:
             seen.setdefault(metric.name, set()).add(tuple(sorted(s.labels.items())))
     for d in direct:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid as uuidlib
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from exporter.mig.catalog import COMPUTE_SLICES
 from exporter.model import (
@@ -54,6 +54,23 @@ def _activity_fields(level: float, ratios: Mapping[str, float]) -> dict[Field, f
     return values
 
 
+@dataclass(frozen=True, slots=True)
+class _CiPlan:
+    entity: Entity
+    spec: ComputeInstanceSpec
+    seed: str
+    weight: float  # share of its GPU instance's compute slices
+
+
+@dataclass(frozen=True, slots=True)
+class _InstancePlan:
+    entity: Entity
+    spec: InstanceSpec
+    memory_seed: str
+    weight: float  # share of the GPU's 7 compute slices
+    cis: tuple[_CiPlan, ...]
+
+
 class Simulator:
     """The simulated node. `sample(gpu, t)` is a pure function of the scenario, the layout and t."""
 
@@ -61,6 +78,7 @@ class Simulator:
         self.scenario = scenario
         self._gpus: list[GpuSpec] = list(scenario.gpus)
         self._topology = self._build_topology()
+        self._plans = self._plan()
 
     # -- topology ---------------------------------------------------------------------------
 
@@ -79,6 +97,7 @@ class Simulator:
         spec = self._gpus[gpu]
         self._gpus[gpu] = replace(spec, mig=True, instances=instances)
         self._topology = self._build_topology()
+        self._plans = self._plan()
 
     def _build_topology(self) -> Topology:
         gpus = []
@@ -134,38 +153,70 @@ class Simulator:
     def _seed(self, *parts: object) -> str:
         return ":".join(map(str, (self.scenario.seed, *parts)))
 
+    def _plan(self) -> dict[tuple[int, int], _InstancePlan]:
+        """Per GPU instance what sampling needs, worked out once per layout: entities, seeds, weights."""
+        plans = {}
+        for index, spec in enumerate(self._gpus):
+            if not spec.mig:
+                continue
+            for inst in spec.instances:
+                cis = tuple(
+                    _CiPlan(
+                        Entity(index, inst.gi, ci_id),
+                        c,
+                        self._seed(index, inst.gi, ci_id),
+                        self._ci_slices(inst, c) / inst.profile.compute_slices,
+                    )
+                    for ci_id, c in enumerate(inst.compute_instances)
+                )
+                plans[(index, inst.gi)] = _InstancePlan(
+                    Entity(index, inst.gi),
+                    inst,
+                    self._seed(index, inst.gi, "mem"),
+                    inst.profile.compute_slices / COMPUTE_SLICES,
+                    cis,
+                )
+        return plans
+
+    def _instance_plan(self, gpu: int, gi: int) -> _InstancePlan:
+        plan = self._plans.get((gpu, gi))
+        if plan is None:
+            raise KeyError(f"GPU {gpu} has no GPU instance {gi}")
+        return plan
+
+    @staticmethod
+    def _ci_values(ci: _CiPlan, t: float) -> dict[Field, float]:
+        return _activity_fields(evaluate(ci.spec.activity, t, ci.seed), ci.spec.ratios)
+
+    @staticmethod
+    def _gi_memory(inst: _InstancePlan, t: float) -> int:
+        return round(evaluate(inst.spec.memory, t, inst.memory_seed) * inst.spec.profile.memory_bytes)
+
     def ci_activity(self, gpu: int, gi: int, ci: int, t: float) -> dict[Field, float]:
         """Activity ratios of one compute instance at time t."""
-        spec = self._instance_spec(gpu, gi).compute_instances[ci]
-        level = evaluate(spec.activity, t, self._seed(gpu, gi, ci))
-        return _activity_fields(level, spec.ratios)
+        return self._ci_values(self._instance_plan(gpu, gi).cis[ci], t)
 
     def gi_activity(self, gpu: int, gi: int, t: float) -> dict[Field, float]:
         """Activity ratios of one GPU instance: the compute-slice-weighted mean over its slices."""
-        inst = self._instance_spec(gpu, gi)
-        total = {f: 0.0 for f in ACTIVITY_FIELDS}
-        for ci_id, ci in enumerate(inst.compute_instances):
-            weight = self._ci_slices(inst, ci) / inst.profile.compute_slices
-            for f, v in self.ci_activity(gpu, gi, ci_id, t).items():
-                total[f] += weight * v
-        return total
+        plan = self._instance_plan(gpu, gi)
+        return _weighted((ci.weight, self._ci_values(ci, t)) for ci in plan.cis)
 
     def gi_memory_used(self, gpu: int, gi: int, t: float) -> float:
         """Bytes used in one GPU instance at time t."""
-        inst = self._instance_spec(gpu, gi)
-        return round(evaluate(inst.memory, t, self._seed(gpu, gi, "mem")) * inst.profile.memory_bytes)
+        return self._gi_memory(self._instance_plan(gpu, gi), t)
+
+    def _whole_gpu_activity(self, gpu: int, t: float) -> dict[Field, float]:
+        spec = self._gpus[gpu]
+        return _activity_fields(evaluate(spec.activity, t, self._seed(gpu)), spec.ratios)
 
     def gpu_activity(self, gpu: int, t: float) -> dict[Field, float]:
         """Whole-GPU activity ratios: the GPU's own workload, or the slice-weighted sum of its instances."""
         spec = self._gpus[gpu]
         if not spec.mig:
-            return _activity_fields(evaluate(spec.activity, t, self._seed(gpu)), spec.ratios)
-        total = {f: 0.0 for f in ACTIVITY_FIELDS}
-        for inst in spec.instances:
-            weight = inst.profile.compute_slices / COMPUTE_SLICES
-            for f, v in self.gi_activity(gpu, inst.gi, t).items():
-                total[f] += weight * v
-        return total
+            return self._whole_gpu_activity(gpu, t)
+        return _weighted(
+            (self._plans[(gpu, inst.gi)].weight, self.gi_activity(gpu, inst.gi, t)) for inst in spec.instances
+        )
 
     def gpu_memory_used(self, gpu: int, t: float) -> float:
         spec = self._gpus[gpu]
@@ -173,31 +224,47 @@ class Simulator:
             return round(evaluate(spec.memory, t, self._seed(gpu, "mem")) * spec.board.memory_gib * GIB)
         return sum(self.gi_memory_used(gpu, inst.gi, t) for inst in spec.instances)
 
-    def _instance_spec(self, gpu: int, gi: int) -> InstanceSpec:
-        for inst in self._gpus[gpu].instances:
-            if inst.gi == gi:
-                return inst
-        raise KeyError(f"GPU {gpu} has no GPU instance {gi}")
-
     def sample(self, gpu: int, t: float) -> GpuSample:
-        """Every field of one GPU and its instances at time t."""
+        """Every field of one GPU and its instances at time t; each compute instance is evaluated once."""
         g = self._topology.gpus[gpu]
-        activity = self.gpu_activity(gpu, t)[Field.GR_ENGINE_ACTIVE]
+        values: dict[Entity, Mapping[Field, float]] = {}
+        if g.mig_enabled:
+            memory_used: float = 0
+            instances: list[tuple[float, dict[Field, float]]] = []
+            for inst in g.instances:
+                plan = self._plans[(gpu, inst.gi)]
+                cis = [self._ci_values(ci, t) for ci in plan.cis]
+                activity = _weighted((ci.weight, v) for ci, v in zip(plan.cis, cis, strict=True))
+                memory = self._gi_memory(plan, t)
+                memory_used += memory
+                inst_values: dict[Field, float] = dict(activity)
+                inst_values[Field.MEMORY_USED] = float(memory)
+                inst_values[Field.MEMORY_TOTAL] = float(inst.memory_total_bytes)
+                values[plan.entity] = inst_values
+                for ci, ci_values in zip(plan.cis, cis, strict=True):
+                    values[ci.entity] = ci_values
+                instances.append((plan.weight, activity))
+            gpu_activity = _weighted(instances)
+        else:
+            memory_used = self.gpu_memory_used(gpu, t)
+            gpu_activity = self._whole_gpu_activity(gpu, t)
+        level = gpu_activity[Field.GR_ENGINE_ACTIVE]
         gpu_values: dict[Field, float] = {
             Field.MEMORY_TOTAL: float(g.memory_total_bytes),
-            Field.MEMORY_USED: float(self.gpu_memory_used(gpu, t)),
-            Field.POWER: round(IDLE_POWER_WATTS + (MAX_POWER_WATTS - IDLE_POWER_WATTS) * activity, 1),
-            Field.TEMPERATURE: round(IDLE_TEMPERATURE_C + (MAX_TEMPERATURE_C - IDLE_TEMPERATURE_C) * activity),
+            Field.MEMORY_USED: float(memory_used),
+            Field.POWER: round(IDLE_POWER_WATTS + (MAX_POWER_WATTS - IDLE_POWER_WATTS) * level, 1),
+            Field.TEMPERATURE: round(IDLE_TEMPERATURE_C + (MAX_TEMPERATURE_C - IDLE_TEMPERATURE_C) * level),
         }
-        values: dict[Entity, Mapping[Field, float]] = {}
         if not g.mig_enabled:
-            gpu_values.update(self.gpu_activity(gpu, t))
-        for inst in g.instances:
-            inst_values: dict[Field, float] = dict(self.gi_activity(gpu, inst.gi, t))
-            inst_values[Field.MEMORY_USED] = float(self.gi_memory_used(gpu, inst.gi, t))
-            inst_values[Field.MEMORY_TOTAL] = float(inst.memory_total_bytes)
-            values[Entity(gpu, inst.gi)] = inst_values
-            for ci in inst.compute_instances:
-                values[Entity(gpu, inst.gi, ci.ci)] = self.ci_activity(gpu, inst.gi, ci.ci, t)
+            gpu_values.update(gpu_activity)
         values[Entity(gpu)] = gpu_values
         return GpuSample(gpu=gpu, values=values)
+
+
+def _weighted(parts: Iterable[tuple[float, Mapping[Field, float]]]) -> dict[Field, float]:
+    """The weighted sum of activity ratios, field by field."""
+    total = {f: 0.0 for f in ACTIVITY_FIELDS}
+    for weight, values in parts:
+        for f, v in values.items():
+            total[f] += weight * v
+    return total
