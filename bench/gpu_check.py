@@ -43,18 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.hardware.workload import Workload  # noqa: E402
+from tests.support.bare_image import BARE_IMAGE_PACKAGES  # noqa: E402
 
-PACKAGES = (
-    "aiohttp",
-    "prometheus-client",
-    "PyYAML",
-    "nvidia-ml-py",
-    "grpcio",
-    "protobuf",
-    "pytest",
-    "hypothesis",
-    "torch",
-)
 BUDGET_S = 285.0  # the whole check stays under five minutes
 DOCTOR_TIMEOUT_S = 40.0
 HARDWARE_TIMEOUT_S = 130.0
@@ -139,7 +129,7 @@ def main(argv: list[str]) -> int:
 def environment(run: Run) -> int:
     """Record the machine; return how many GPUs NVML finds (0 with the reason noted)."""
     lines = [f"python {sys.version.split()[0]} on {platform.platform()}", f"checkout {ROOT}"]
-    for name in PACKAGES:
+    for name in BARE_IMAGE_PACKAGES:
         try:
             lines.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:

@@ -4,13 +4,17 @@
 (templates/layout.html, the live part) every sampling interval, so it stays live without a reload.
 `/api/layout` gives the same view as JSON. The templates autoescape; the slice maps are SVG drawn
 by exporter.mig.svg and marked safe where they are put in.
+
+Jinja2 is imported when the page is first asked for: Prometheus only scrapes /metrics, and the
+template engine is about 9 MB of a daemon that otherwise stays under 45 MB.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import TYPE_CHECKING
 
-import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
@@ -22,13 +26,24 @@ from exporter.sampler import Sampler
 from exporter.timespec import format_duration
 from exporter.units import gib, percent
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("exporter.http", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+if TYPE_CHECKING:
+    import jinja2
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    import jinja2  # on the first page view, not at start-up (see the module's docstring)
+
+    templates = jinja2.Environment(
+        loader=jinja2.PackageLoader("exporter.http", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    templates.filters.update(percent=percent, gib=gib, duration=format_duration, clock=_clock)
+    templates.globals.update(gpu_drawing=gpu_drawing, legend=_legend)
+    return templates
 
 
 def _box(inst: InstanceView) -> SliceBox:
@@ -79,19 +94,15 @@ def _clock(seconds: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(seconds))
 
 
-_TEMPLATES.filters.update(percent=percent, gib=gib, duration=format_duration, clock=_clock)
-_TEMPLATES.globals.update(gpu_drawing=gpu_drawing, legend=_legend)
-
-
 def layout_fragment(view: LayoutView) -> str:
     """The live part of the page (summary, legend, GPU cards), re-fetched by the page's script."""
-    return _TEMPLATES.get_template("layout.html").render(view=view)
+    return _templates().get_template("layout.html").render(view=view)
 
 
 def landing_page(view: LayoutView, refresh_s: float) -> str:
     """The whole page: header, the current layout, and the script that keeps it live."""
     refresh_ms = int(min(max(refresh_s, 1.0), 10.0) * 1000)
-    return _TEMPLATES.get_template("page.html").render(view=view, refresh_ms=refresh_ms)
+    return _templates().get_template("page.html").render(view=view, refresh_ms=refresh_ms)
 
 
 class Landing:
