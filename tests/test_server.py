@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 import pytest
 from aiohttp.test_utils import TestClient
 
+from exporter.exposition.publish import Exposition
 from exporter.exposition.render import Renderer
+from exporter.exposition.series import Builder
 from exporter.exposition.template import Format
 from exporter.http.server import build_app, gzip_wanted
 from exporter.model import Snapshot
@@ -125,6 +127,22 @@ async def test_readyz_fails_when_snapshot_is_old(aiohttp_client: ClientFactory, 
     response = await client.get("/readyz")
     assert response.status == 503
     assert "last sample is 3600" in await response.text()
+
+
+async def test_readyz_fails_while_the_latest_sample_cannot_be_rendered(
+    aiohttp_client: ClientFactory, dgx: Simulator
+) -> None:
+    """A fresh sample that the exposition cannot render makes readyz 503 with the reason, not "ready"."""
+
+    def broken(snapshot: Snapshot) -> Iterable[object]:
+        raise RuntimeError("broken builder")
+
+    exposition = Exposition([Builder(broken)])  # type: ignore[arg-type]
+    client = await aiohttp_client(build_app(Sampler(SyntheticSource(dgx), interval=60), exposition))
+    assert (await client.get("/metrics")).status == 503
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert "rendering the latest sample failed" in await response.text()
 
 
 async def test_landing_page_shows_layout(client: TestClient) -> None:  # type: ignore[type-arg]

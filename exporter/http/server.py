@@ -87,6 +87,8 @@ async def readyz(request: web.Request) -> web.Response:
     age = time.time() - snapshot.timestamp
     if age > _stale_after(sampler):
         return web.Response(status=503, text=f"not ready: last sample is {age:.1f}s old\n")
+    if request.app[EXPOSITION].failing:  # scrapes get 503 or an older sample's bytes: do not look healthy
+        return web.Response(status=503, text="not ready: rendering the latest sample failed (see the log)\n")
     return web.Response(text="ready\n")
 
 
