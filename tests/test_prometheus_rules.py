@@ -13,6 +13,8 @@ RULE_TESTS = RULES_DIR / "mig-exporter.rules.test.yml"
 ALERTS = {
     "MigInstanceIdle",
     "MigInstanceUnderutilized",
+    "MigNodeIdleCapacity",
+    "MigNamespaceIdleSlices",
     "MigInstanceMemoryNearlyFull",
     "MigExporterDown",
     "MigExporterStale",
