@@ -179,10 +179,8 @@ def _graphs() -> list[g.Panel]:
 
 def _worst_instances(th: Thresholds) -> g.Table:
     worst = worst_instances()
-    idle_share = (
-        f"sum by ({INSTANCE_KEY}) (sum_over_time({_sel(rec.INSTANCE_IDLE_ROLLUP_AVG1H)}[$__range]))"
-        f" / sum by ({INSTANCE_KEY}) (count_over_time({_sel(rec.INSTANCE_IDLE_ROLLUP_AVG1H)}[$__range]))"
-    )
+    # per allocation the instance held during the range; the largest share when it changed hands
+    idle_share = f"max by ({INSTANCE_KEY}) (avg_over_time({_sel(rec.INSTANCE_IDLE_ROLLUP_AVG1H)}[$__range]))"
     holder = f"group by ({INSTANCE_KEY}, {rec.ALLOCATION}) ({_sel(rec.INSTANCE_IDLE)})"
     pods = (
         f"group by ({INSTANCE_KEY}, namespace, pod) ({fam.INSTANCE_POD_INFO}"

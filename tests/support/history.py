@@ -20,6 +20,13 @@ MAX_BLOCK_DURATION = "360h"
 RULE_BLOCK_SECONDS = 7200  # the blocks of `promtool tsdb create-blocks-from rules`
 
 
+def promtool_binary() -> str:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise RuntimeError("promtool is not installed (apt-get install prometheus)")
+    return promtool
+
+
 def backfill(
     nodes: Sequence[Node], times: Sequence[float], data_dir: Path, extra: str = "", keep: Path | None = None
 ) -> int:
