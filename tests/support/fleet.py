@@ -34,8 +34,6 @@ FAMILIES = (
     fam.INSTANCE_MEMORY_USED.series,
     fam.INSTANCE_MEMORY_TOTAL.series,
 )
-# Rule groups the fleet dashboard reads (the 1-minute group would add 20,160 evaluations per series in 14 days).
-GROUPS = ("mig-exporter.rollup.5m", "mig-exporter.fleet.5m", "mig-exporter.rollup.1h")
 # On nodes with pod attribution: (GPU, profile, first compute instance's pattern) of the GPU instances pods hold, and
 # their namespace.
 HELD = (("1", "3g.40gb", "Idle", "ml"), ("0", "1g.10gb", "Steady", "web"), ("4", "7g.80gb", "Steady", "ml"))
@@ -95,10 +93,10 @@ def _pods(names: Sequence[str], times: Sequence[int]) -> Iterator[str]:
 def write_fleet(out: Path, names: Sequence[str], attributed: Sequence[str], days: float, end: int) -> None:
     """`days` of history up to `end` for the nodes `names`, of which `attributed` report pods."""
     one = out.with_suffix(".one.om")
+    node = ("--scenario", SCENARIO, "--instance", TEMPLATE)
     window = ("--window", f"{int(days * 24)}h", "--step", f"{STEP}s", "--end", str(end))
     subprocess.run(
-        [sys.executable, "-m", "exporter", "simulate-history", "--scenario", SCENARIO, "--instance", TEMPLATE]
-        + [*window, "--out", str(one)],
+        [sys.executable, "-m", "exporter", "simulate-history", *node, *window, "--out", str(one)],
         check=True,
         cwd=ROOT,
         capture_output=True,
@@ -120,8 +118,10 @@ def write_fleet(out: Path, names: Sequence[str], attributed: Sequence[str], days
 def create_blocks(source: Path, data: Path) -> None:
     data.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [promtool_binary(), "tsdb", "create-blocks-from", "openmetrics", f"--max-block-duration={MAX_BLOCK_DURATION}"]
-        + ["-q", str(source), str(data)],
+        [
+            *(promtool_binary(), "tsdb", "create-blocks-from", "openmetrics"),
+            *(f"--max-block-duration={MAX_BLOCK_DURATION}", "-q", str(source), str(data)),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -130,10 +130,19 @@ def create_blocks(source: Path, data: Path) -> None:
 
 
 def fleet_rules(workdir: Path) -> Path:
-    """The shipped rules file's groups the fleet dashboard reads."""
+    """The shipped recording rules the fleet dashboard reads, and the rules those read, in their groups."""
     groups = yaml.safe_load(RULES.read_text())["groups"]
+    rules = {r["record"]: r for g in groups for r in g["rules"] if "record" in r}
+    dashboard = (ROOT / "dashboards" / "mig-fleet.json").read_text()
+    wanted = {name for name in rules if name in dashboard}
+    while True:
+        more = {name for name in rules for w in wanted if name in rules[w]["expr"]} - wanted
+        if not more:
+            break
+        wanted |= more
+    chosen = [{**g, "rules": [r for r in g["rules"] if r.get("record") in wanted]} for g in groups]
     path = workdir / "fleet-rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [g for g in groups if g["name"] in GROUPS]}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"groups": [g for g in chosen if g["rules"]]}, sort_keys=False))
     return path
 
 
