@@ -190,8 +190,8 @@ def summary(rows: list[Row]) -> list[str]:
         new = next(r for r in rows if r.panel == name and r.kind == "rollups" and r.nodes == n)
         old = next(r for r in rows if r.panel == name and r.kind != "rollups" and r.nodes == n)
         out.append(
-            f"{n} nodes, {name}: {old.samples / max(new.samples, 1):.1f}x fewer samples read than the raw query "
-            f"({old.samples:,} -> {new.samples:,}), evaluation {old.eval_ms / max(new.eval_ms, 0.01):.1f}x faster."
+            f"{n} nodes, {name}: {old.samples / max(new.samples, 1):,.1f}x fewer samples read than the raw query "
+            f"({old.samples:,} -> {new.samples:,}), evaluation {old.eval_ms:.1f} -> {new.eval_ms:.1f} ms."
         )
     return out
 
