@@ -26,7 +26,7 @@ from exporter.sources.synthetic.scenario import load
 from tests.support.fleet import RETENTION, SCENARIO, build, holders, node_names
 from tests.support.processes import PrometheusServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("needs_prometheus")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("needs_prometheus")]
 
 ROOT = Path(__file__).resolve().parent.parent
 DAYS, SHORT_DAYS, NODES = 14, 2, 16
