@@ -20,6 +20,14 @@ GPU_ACTIVITY_RULE = recorded.GPU_ACTIVITY_SLICE_WEIGHTED
 HOURLY_ACTIVITY_RULE = recorded.INSTANCE_ACTIVITY_AVG1H
 INSTANCE_KEY = "instance, gpu, gi, profile"
 INSTANCE_LEGEND = "{{instance}} · GPU {{gpu}} · GI {{gi}} · {{profile}}"
+TOP_CHOICES = (10, 20, 50, 100)  # rows of the fleet's top-N tables; the variable $top picks one
+TOP_DEFAULT = 20
+ROLLUP_STEP = "5m"  # min interval of graphs of 5m-recorded series: finer steps only repeat samples
+NODE_URL = "/d/mig-node/mig-node?${__url_time_range}&var-datasource=${datasource}&var-instance=${__data.fields.node}"
+INSTANCE_URL = (
+    "/d/mig-instance/mig-instance?${__url_time_range}&var-datasource=${datasource}"
+    "&var-instance=${__data.fields.node}&var-gpu=${__data.fields.gpu}&var-gi=${__data.fields.gi}"
+)
 
 
 def datasource_variable() -> g.Template:
@@ -47,9 +55,69 @@ def query_variable(name: str, label: str, query: str, *, multi: bool = True) -> 
     )
 
 
-def target(expr: str, ref: str, legend: str = "", *, instant: bool = False, table: bool = False) -> g.Target:
-    """A Prometheus query of a panel."""
+def top_variable() -> g.Template:
+    """How many rows the top-N tables show: their size never follows the fleet's."""
+    return g.Template(
+        name="top",
+        label="Top N",
+        query=",".join(map(str, TOP_CHOICES)),
+        type="custom",
+        default=str(TOP_DEFAULT),
+    )
+
+
+def only(expr: str, of: str, key: str = INSTANCE_KEY) -> str:
+    """`expr` for the series `of` selects (joined on `key`): a table column for a top-N table's rows."""
+    return f"{expr} and on ({key}) ({of})"
+
+
+def link(field: str, title: str, url: str) -> dict[str, Any]:
+    """A table override: the cells of `field` link to `url` (a drill-down)."""
+    return {
+        "matcher": {"id": "byName", "options": field},
+        "properties": [{"id": "links", "value": [{"title": title, "url": url}]}],
+    }
+
+
+def merged_table(
+    title: str,
+    targets: list[g.Target],
+    grid: g.GridPos,
+    columns: dict[str, str],
+    *,
+    sort: str,
+    overrides: list[dict[str, Any]],
+    description: str,
+    hidden: Sequence[str] = (),
+) -> g.Table:
+    """A table of instant queries merged into rows by their labels; `columns` (field -> header) in order."""
+    return table(
+        title,
+        targets,
+        grid,
+        description=description,
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {name: True for name in ("Time", "job", "__name__", *hidden)},
+                    "indexByName": {name: i for i, name in enumerate(columns)},
+                    "renameByName": {k: v for k, v in columns.items() if k != v},
+                },
+            },
+        ],
+        sortBy=[g.TableSortByField(displayName=sort, desc=True)],
+        overrides=overrides,
+    )
+
+
+def target(
+    expr: str, ref: str, legend: str = "", *, instant: bool = False, table: bool = False, interval: str = ""
+) -> g.Target:
+    """A Prometheus query of a panel; `interval` is its minimum step."""
     return g.Target(
+        interval=interval,
         expr=expr,
         refId=ref,
         legendFormat=legend,

@@ -1,4 +1,8 @@
-"""The idle and under-used slice alerts as Grafana-managed rules, in Grafana's file-provisioning format.
+"""The alerts as Grafana-managed rules, in Grafana's file-provisioning format, in the Prometheus rules' structure.
+
+Per-slice alerts (idle, under-used; severity info) in one group, the alerts that summarise (per node, per
+namespace) in another. They query the recorded series of deploy/prometheus/mig-exporter.rules.yml, so
+Prometheus must load those rules.
 
 grafanalib's alert classes emit the ruler-API shape, so this writes the documented provisioning
 structure directly: apiVersion 1, groups of {orgId, name, folder, interval, rules}, each rule with
@@ -7,10 +11,13 @@ uid, title, condition, data (queries and server-side expressions), for, labels a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from dashboards.common import ACTIVITY, HOURLY_ACTIVITY_RULE
+from dashboards.common import ACTIVITY
 from dashboards.thresholds import Thresholds
+from exporter.contract import recorded
+from exporter.contract import thresholds as limits
 
 EXPRESSION_DATASOURCE = "__expr__"  # Grafana's server-side expressions (reduce, threshold)
 FOLDER = "MIG"
@@ -71,8 +78,11 @@ def _rule(
     return rule
 
 
-def alert_rules(th: Thresholds, datasource_uid: str, panel: tuple[str, int] | None = None) -> dict[str, Any]:
-    """The provisioning file's content; `panel` (dashboard UID, panel id) links the rules to a panel."""
+def alert_rules(
+    th: Thresholds, datasource_uid: str, panels: Mapping[str, tuple[str, int]] | None = None
+) -> dict[str, Any]:
+    """The provisioning file's content; `panels` (alert title -> dashboard UID, panel id) links rules to panels."""
+    linked = panels or {}
     idle_pct, underused_pct = f"{th.idle:.0%}", f"{th.underused:.0%}"
     idle = _rule(
         "mig-instance-idle",
@@ -82,7 +92,7 @@ def alert_rules(th: Thresholds, datasource_uid: str, panel: tuple[str, int] | No
         datasource_uid=datasource_uid,
         window_s=600,
         for_=th.idle_for,
-        severity="warning",
+        severity="info",
         summary=(
             "Idle MIG slice {{ $labels.profile }} (GPU {{ $labels.gpu }}, GI {{ $labels.gi }}) "
             "on {{ $labels.instance }}"
@@ -91,12 +101,12 @@ def alert_rules(th: Thresholds, datasource_uid: str, panel: tuple[str, int] | No
             f"{INSTANCE_TEXT} has been below {idle_pct} graphics-engine activity for {th.idle_for} "
             "(5-minute mean now {{ humanizePercentage $values.B.Value }}). Its slices are allocated but do no work."
         ),
-        panel=panel,
+        panel=linked.get("MigInstanceIdle"),
     )
     underused = _rule(
         "mig-instance-underutilized",
         "MigInstanceUnderutilized",
-        f"avg_over_time({HOURLY_ACTIVITY_RULE}[1d])",
+        f"avg_over_time({recorded.INSTANCE_ACTIVITY_ROLLUP_AVG1H}[1d])",
         {"type": "within_range", "params": [th.idle, th.underused]},
         datasource_uid=datasource_uid,
         window_s=86400,
@@ -110,11 +120,45 @@ def alert_rules(th: Thresholds, datasource_uid: str, panel: tuple[str, int] | No
             f"{INSTANCE_TEXT} averaged {{{{ humanizePercentage $values.B.Value }}}} graphics-engine activity over the "
             f"last day (under {underused_pct}). A smaller MIG profile would likely serve its workload."
         ),
-        panel=panel,
+        panel=linked.get("MigInstanceUnderutilized"),
+    )
+    node = _rule(
+        "mig-node-idle-capacity",
+        "MigNodeIdleCapacity",
+        f"{recorded.NODE_IDLE_GPUS} >= {limits.NODE_IDLE_GPUS}",
+        {"type": "gt", "params": [0]},
+        datasource_uid=datasource_uid,
+        window_s=600,
+        for_=limits.NODE_IDLE_FOR,
+        severity="warning",
+        summary='{{ printf "%.2f" $values.B.Value }} GPUs of idle MIG slices on {{ $labels.instance }}',
+        description=(
+            f"Node {{{{ $labels.instance }}}} has had at least {limits.NODE_IDLE_GPUS:g} GPU-equivalent (compute "
+            f"slices / 7) of idle MIG slices for {limits.NODE_IDLE_FOR}; one alert per node instead of one per slice."
+        ),
+        panel=linked.get("MigNodeIdleCapacity"),
+    )
+    namespace = _rule(
+        "mig-namespace-idle-slices",
+        "MigNamespaceIdleSlices",
+        f"{recorded.NAMESPACE_IDLE_GPUS} >= {limits.NAMESPACE_IDLE_GPUS}",
+        {"type": "gt", "params": [0]},
+        datasource_uid=datasource_uid,
+        window_s=600,
+        for_=limits.NAMESPACE_IDLE_FOR,
+        severity="warning",
+        summary='Namespace {{ $labels.namespace }} holds {{ printf "%.2f" $values.B.Value }} GPUs of idle MIG slices',
+        description=(
+            f"Pods of namespace {{{{ $labels.namespace }}}} have held at least {limits.NAMESPACE_IDLE_GPUS:g} "
+            f"GPU-equivalent of MIG slices doing no work for {limits.NAMESPACE_IDLE_FOR}. Slices no pod holds are "
+            "free capacity and not counted."
+        ),
+        panel=linked.get("MigNamespaceIdleSlices"),
     )
     return {
         "apiVersion": 1,
         "groups": [
-            {"orgId": 1, "name": "mig-exporter", "folder": FOLDER, "interval": "1m", "rules": [idle, underused]}
+            {"orgId": 1, "name": "mig-exporter slices", "folder": FOLDER, "interval": "1m", "rules": [idle, underused]},
+            {"orgId": 1, "name": "mig-exporter fleet", "folder": FOLDER, "interval": "1m", "rules": [node, namespace]},
         ],
     }

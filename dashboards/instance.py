@@ -5,7 +5,6 @@ from __future__ import annotations
 from grafanalib import core as g
 
 from dashboards.common import (
-    ACTIVITY,
     GPU_ACTIVITY_RULE,
     activity_steps,
     dashboard,
@@ -19,6 +18,7 @@ from dashboards.common import (
 )
 from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from exporter.contract import families as fam
+from exporter.contract import recorded
 from exporter.model import Field
 
 UID = "mig-instance"
@@ -87,12 +87,12 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
             ),
             stat(
                 "Mean activity (range)",
-                f"avg_over_time({ACTIVITY}{{{SEL}}}[$__range])",
+                f"avg_over_time({recorded.INSTANCE_ACTIVITY_ROLLUP_AVG1H}{{{SEL}}}[$__range])",
                 pos(10, 0, 5, 4),
                 unit="percentunit",
                 decimals=1,
                 steps=activity_steps(th),
-                description=f"Idle below {th.idle:.0%}, under-used below {th.underused:.0%}.",
+                description=f"Idle below {th.idle:.0%}, under-used below {th.underused:.0%}; from the hourly rollups.",
             ),
             stat("Memory used", f"{fam.INSTANCE_MEMORY_USED}{{{SEL}}}", pos(15, 0, 5, 4), unit="bytes"),
             stat("Memory total", f"{fam.INSTANCE_MEMORY_TOTAL}{{{SEL}}}", pos(20, 0, 4, 4), unit="bytes"),

@@ -13,12 +13,14 @@ import yaml
 from dashboards import build
 from dashboards.fleet import fleet_dashboard
 from dashboards.grafana_alerts import alert_rules
+from dashboards.prometheus_rules import rules_file
 from dashboards.thresholds import Thresholds
 from exporter.contract import recorded as rollups
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = {
     "mig-fleet": ROOT / "dashboards" / "mig-fleet.json",
+    "mig-node": ROOT / "dashboards" / "mig-node.json",
     "mig-instance": ROOT / "dashboards" / "mig-instance.json",
 }
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
@@ -81,7 +83,10 @@ def test_thresholds_are_parameters_of_the_generator() -> None:
     """Other thresholds change the dashboard queries, colours and the Grafana alert conditions."""
     th = Thresholds(idle=0.1, underused=0.35, idle_for="2h")
     text = json.dumps(build.dashboard_json(fleet_dashboard(th)))
-    assert "< 0.1" in text and "< 0.35" in text and "< 0.05" not in text
+    assert "< 0.35 >= 0.1" in text and "0.05" not in text and "0.2" not in text
+    assert '"value": 0.1' in text  # the colour steps
+    recorded_idle = rules_file(th)  # the fleet panels' idle counts come from the rules' idle test
+    assert "avg5m < bool 0.1\n" in recorded_idle and "< bool 0.05" not in recorded_idle
     rules = alert_rules(th, "prom")["groups"][0]["rules"]
     assert rules[0]["for"] == "2h"
     assert rules[0]["data"][2]["model"]["conditions"][0]["evaluator"]["params"] == [0.1]
@@ -96,7 +101,7 @@ def test_panels_use_only_contract_metrics_and_shipped_recording_rules() -> None:
     contract |= {"mig_instance_pod_info"}  # ARCHITECTURE.md's contract; served once pod attribution is on
     recorded = {r["record"] for r in prometheus_rules() if "record" in r}
     grafana = yaml.safe_load((PROVISIONING / "alerting" / "mig-exporter.yaml").read_text())
-    exprs = [*panel_exprs(load("mig-fleet")), *panel_exprs(load("mig-instance"))]
+    exprs = [e for name in DASHBOARDS for e in panel_exprs(load(name))]
     exprs += [
         d["model"]["expr"] for g in grafana["groups"] for r in g["rules"] for d in r["data"] if "expr" in d["model"]
     ]
@@ -128,26 +133,77 @@ def test_dashboard_json_is_well_formed_for_grafana(name: str) -> None:
 
 
 def test_fleet_dashboard_has_the_promised_variables_and_panels() -> None:
-    """MIG fleet: node, GPU and profile variables; idle counts and capacity; the idle table; activity over time."""
+    """MIG fleet: profile and top-N variables; idle capacity now (held and free apart), over time, the worst."""
     dash = load("mig-fleet")
-    assert [v["name"] for v in dash["templating"]["list"]] == ["datasource", "instance", "gpu", "profile"]
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert list(variables) == ["datasource", "profile", "top"]
+    assert variables["top"]["type"] == "custom" and variables["top"]["current"]["value"] == "20"
     types = {p["title"]: p["type"] for p in dash["panels"]}
     assert types == {
         "GPU instances": "stat",
         "Idle instances": "stat",
         "Idle capacity": "stat",
+        "Idle, held by pods": "stat",
+        "Idle, free": "stat",
         "Idle memory": "stat",
         "Under-used instances": "stat",
         "Fleet activity": "stat",
-        "Idle and under-used instances": "table",
-        "Activity of every GPU instance": "state-timeline",
-        "Slice-weighted activity per GPU": "timeseries",
+        "Idle capacity by allocation": "timeseries",
+        "Idle capacity by profile": "timeseries",
         "Activity by profile": "timeseries",
+        "Fleet activity over time": "timeseries",
+        "Worst GPU instances": "table",
+        "Nodes with the most idle capacity": "table",
+        "Namespaces holding idle slices": "table",
     }
-    table = next(p for p in dash["panels"] if p["type"] == "table")
-    renamed = table["transformations"][1]["options"]["renameByName"]
-    assert {"instance": "node", "Value #A": "mean activity (range)"}.items() <= renamed.items()
-    assert any("mig_instance_pod_info" in t["expr"] for t in table["targets"])
+    worst = next(p for p in dash["panels"] if p["title"] == "Worst GPU instances")
+    renamed = worst["transformations"][1]["options"]["renameByName"]
+    assert {"instance": "node", "Value #A": "unused GPUs (range)"}.items() <= renamed.items()
+    assert any("mig_instance_pod_info" in t["expr"] for t in worst["targets"])
+    assert any('allocation="held"' in t["expr"] for p in dash["panels"] for t in p["targets"])
+    assert any('allocation="free"' in t["expr"] for p in dash["panels"] for t in p["targets"])
+
+
+RAW_RANGE = re.compile(r"\b(mig_[a-z0-9_]+)(\{[^}]*\})?\[")
+
+
+def test_fleet_queries_are_bounded_whatever_the_fleet_size() -> None:
+    """No fleet query reads a raw series over a range; tables hold the top $top; graphs group by bounded labels."""
+    dash = load("mig-fleet")
+    for panel in dash["panels"]:
+        for t in panel["targets"]:
+            assert not RAW_RANGE.search(t["expr"]), (panel["title"], t["expr"])
+            if panel["type"] == "table":
+                assert "topk($top, " in t["expr"], panel["title"]
+            if panel["type"] == "timeseries":
+                by = set(re.findall(r"\bby \(([^)]*)\)", t["expr"]))
+                assert by <= {"allocation", "profile"}, (panel["title"], by)
+                assert re.search(r"profile(_allocation)?:mig_", t["expr"]), panel["title"]
+    assert not any(p["type"] == "state-timeline" for p in dash["panels"])
+
+
+def test_fleet_tables_drill_down_to_the_node_and_instance_dashboards() -> None:
+    """The worst-instances table links nodes to MIG node and GIs to MIG instance; the nodes table links nodes."""
+    dash = load("mig-fleet")
+    tables = {p["title"]: p for p in dash["panels"] if p["type"] == "table"}
+
+    def links(title: str) -> dict[str, str]:
+        overrides = tables[title]["fieldConfig"]["overrides"]
+        return {
+            o["matcher"]["options"]: prop["value"][0]["url"]
+            for o in overrides
+            for prop in o["properties"]
+            if prop["id"] == "links"
+        }
+
+    instance = links("Worst GPU instances")
+    assert instance["node"].startswith("/d/mig-node/") and "var-instance=${__data.fields.node}" in instance["node"]
+    assert instance["gi"].startswith("/d/mig-instance/") and "var-gi=${__data.fields.gi}" in instance["gi"]
+    assert links("Nodes with the most idle capacity")["node"] == instance["node"]
+    node = load("mig-node")
+    assert {v["name"] for v in node["templating"]["list"]} == {"datasource", "instance"}
+    node_tables = [p for p in node["panels"] if p["type"] == "table"]
+    assert any("/d/mig-instance/" in json.dumps(t["fieldConfig"]["overrides"]) for t in node_tables)
 
 
 def test_instance_dashboard_shows_one_instance() -> None:
@@ -219,7 +275,7 @@ def test_grafana_alert_rules_follow_the_documented_provisioning_format() -> None
                     assert query["model"]["expr"]
             assert all(isinstance(v, str) for v in (*rule["labels"].values(), *rule["annotations"].values()))
             assert (rule["dashboardUid"], rule["panelId"]) in panels
-    assert titles == ["MigInstanceIdle", "MigInstanceUnderutilized"]
+    assert titles == ["MigInstanceIdle", "MigInstanceUnderutilized", "MigNodeIdleCapacity", "MigNamespaceIdleSlices"]
     assert len({r["uid"] for g in doc["groups"] for r in g["rules"]}) == len(titles)
 
 

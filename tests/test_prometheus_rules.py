@@ -7,12 +7,16 @@ from pathlib import Path
 
 import yaml
 
+from exporter.contract import recorded
+
 RULES_DIR = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 RULES = RULES_DIR / "mig-exporter.rules.yml"
 RULE_TESTS = RULES_DIR / "mig-exporter.rules.test.yml"
 ALERTS = {
     "MigInstanceIdle",
     "MigInstanceUnderutilized",
+    "MigNodeIdleCapacity",
+    "MigNamespaceIdleSlices",
     "MigInstanceMemoryNearlyFull",
     "MigExporterDown",
     "MigExporterStale",
@@ -62,3 +66,14 @@ def test_alerts_name_node_gpu_gi_and_profile_and_link_a_runbook() -> None:
         anchor = str(annotations["runbook"]).split("#", 1)[1]
         assert f"#### {str(rule['alert']).lower()}" in readme, f"README has no runbook for {rule['alert']}"
         assert anchor == str(rule["alert"]).lower()
+
+
+def test_recorded_series_are_the_contracts_names() -> None:
+    """Every series the rules record is named in exporter.contract.recorded, and every name there is recorded."""
+    names = {
+        value
+        for key, value in vars(recorded).items()
+        if key.isupper() and isinstance(value, str) and value.count(":") == 2
+    }
+    assert {str(r["record"]) for r in rules() if "record" in r} == names
+    assert set(recorded.ROLLUPS_5M) | set(recorded.ROLLUPS_1H) | set(recorded.FLEET_5M) <= names

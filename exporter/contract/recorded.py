@@ -23,3 +23,51 @@ INSTANCE_ACTIVITY_MAX5M = "instance_gpu_gi:mig_instance_gr_engine_active_ratio:m
 INSTANCE_MEMORY_USED_AVG5M = "instance_gpu_gi:mig_instance_memory_used_bytes:avg5m"
 INSTANCE_MEMORY_USED_MAX5M = "instance_gpu_gi:mig_instance_memory_used_bytes:max5m"
 ROLLUPS_5M = (INSTANCE_ACTIVITY_AVG5M, INSTANCE_ACTIVITY_MAX5M, INSTANCE_MEMORY_USED_AVG5M, INSTANCE_MEMORY_USED_MAX5M)
+
+# Hourly rollups of the 5m rollups (the same tiling, 12 windows each): what panels and alerts over more than an
+# hour read. A 30-day panel reads 720 samples per instance: 17 M for 1,000 dgx-h100 nodes, inside Prometheus'
+# default 50 M-sample query limit, where the 5m rollups would read 207 M.
+ROLLUP_1H_INTERVAL = "1h"
+INSTANCE_ACTIVITY_ROLLUP_AVG1H = "instance_gpu_gi:mig_instance_gr_engine_active_ratio:rollup_avg1h"
+INSTANCE_ACTIVITY_ROLLUP_MAX1H = "instance_gpu_gi:mig_instance_gr_engine_active_ratio:rollup_max1h"
+INSTANCE_IDLE_ROLLUP_AVG1H = "instance_gpu_gi:mig_instance_idle:rollup_avg1h"  # share of the hour's windows idle
+ROLLUPS_1H = (INSTANCE_ACTIVITY_ROLLUP_AVG1H, INSTANCE_ACTIVITY_ROLLUP_MAX1H, INSTANCE_IDLE_ROLLUP_AVG1H)
+
+# Idle capacity, every ROLLUP_INTERVAL from the 5m rollups. A GPU instance is idle in a window when its mean
+# activity there is under the idle threshold (the test MigInstanceIdle applies). Each idle GPU instance is
+# one of three kinds, in the ALLOCATION label:
+ALLOCATION = "allocation"
+HELD = "held"  # a pod holds it (mig_instance_pod_info): a team's idle slice
+FREE = "free"  # its node reports pod attribution and no pod holds it: free capacity, not anyone's waste
+UNATTRIBUTED = "unattributed"  # its node reports no pod attribution (mig_exporter_kubelet_up absent)
+ALLOCATIONS = (HELD, FREE, UNATTRIBUTED)
+# 1 when idle in the window, 0 when not: one series per GPU instance, with its allocation label.
+INSTANCE_IDLE = "instance_gpu_gi:mig_instance_idle:bool5m"
+# Per node (label instance), with zeros: a node's count of idle instances, their compute slices in whole GPUs
+# (7 compute slices = 1 GPU-equivalent) and their memory.
+NODE_IDLE_INSTANCES = "instance:mig_instance_idle:count5m"
+NODE_IDLE_GPUS = "instance:mig_instance_idle_gpus:sum5m"
+NODE_IDLE_MEMORY = "instance:mig_instance_idle_memory_bytes:sum5m"
+# Fleet-wide per profile and allocation: the same three, a handful of series whatever the fleet's size.
+PROFILE_IDLE_INSTANCES = "profile_allocation:mig_instance_idle:count5m"
+PROFILE_IDLE_GPUS = "profile_allocation:mig_instance_idle_gpus:sum5m"
+PROFILE_IDLE_MEMORY = "profile_allocation:mig_instance_idle_memory_bytes:sum5m"
+# Fleet-wide per profile: the instances' compute slices and their mean activity (the slice-weighted fleet
+# activity is sum(activity * slices) / sum(slices) over the profiles).
+PROFILE_COMPUTE_SLICES = "profile:mig_instance_compute_slices:sum5m"
+PROFILE_ACTIVITY = "profile:mig_instance_gr_engine_active_ratio:avg5m"
+# Per namespace (label namespace): idle GPU-equivalents that pods of the namespace hold. A GPU instance whose
+# compute instances are held by several namespaces counts in each.
+NAMESPACE_IDLE_GPUS = "namespace:mig_instance_idle_gpus:sum5m"
+FLEET_5M = (
+    INSTANCE_IDLE,
+    NODE_IDLE_INSTANCES,
+    NODE_IDLE_GPUS,
+    NODE_IDLE_MEMORY,
+    PROFILE_IDLE_INSTANCES,
+    PROFILE_IDLE_GPUS,
+    PROFILE_IDLE_MEMORY,
+    PROFILE_COMPUTE_SLICES,
+    PROFILE_ACTIVITY,
+    NAMESPACE_IDLE_GPUS,
+)

@@ -28,3 +28,9 @@ RIGHT_SIZING_PERCENTILE = 0.95
 # An instance idle at that percentile is reclaimed, unless its use recurs (a time-share candidate then): it has
 # active steps on separate days, or on more consecutive days than one job running over midnight would touch.
 ONE_OFF_MAX_DAYS = 2
+
+# Alerts that summarise (one per node, one per namespace) instead of one per slice.
+NODE_IDLE_GPUS = 1.0  # GPU-equivalents (compute slices / 7) of idle slices on one node ...
+NODE_IDLE_FOR = "1d"  # ... held for this long: the node's MIG layout or its workloads need a look
+NAMESPACE_IDLE_GPUS = 1.0  # GPU-equivalents of idle slices held by pods of one namespace ...
+NAMESPACE_IDLE_FOR = "6h"  # ... for this long: a team holds capacity it does not use
