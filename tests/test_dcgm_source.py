@@ -76,13 +76,18 @@ async def test_dcgm_discovery_yields_the_dgx_h100_topology(source: DcgmSource, d
 
 
 async def test_dcgm_sample_yields_the_simulated_values(source: DcgmSource, dgx: Simulator, clock: ManualClock) -> None:
-    """After one watch update every GPU, GI and CI reads the simulator's values at the update time."""
+    """After one watch update every GPU, GI and CI reads the simulator's values at the update time.
+
+    Each field on its entity: clocks, energy, remapped rows and NVLink on the GPU, PCIe rates on the GPU instances
+    (or the MIG-disabled GPU); GPU and memory-copy utilization are refused on MIG-enabled GPUs, with the reason.
+    """
     topology = await source.discover()
     clock.now = T0 + 1.2  # one update tick (at T0 + 1) after the watch began
     for gpu in topology.gpus:
         sample = await source.sample(gpu)
         truth = dgx.sample(gpu.index, T0 + 1.0)
-        assert sample.unsupported == {}
+        refused = (Field.GPU_UTIL, Field.MEMORY_COPY_UTIL) if gpu.mig_enabled else ()
+        assert sample.unsupported == dict.fromkeys(refused, "not_supported")
         assert set(sample.values) == set(truth.values)
         for entity, fields in truth.values.items():
             got = sample.values[entity]
@@ -226,7 +231,7 @@ async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
     assert [i.profile for i in snapshot.topology.gpus[0].instances] == ["3g.40gb", "3g.40gb"]
     assert Entity(0, 7) not in snapshot.samples[0].values  # the old 1g instances are gone
     # Per GPU a group of its GPU entity and, with MIG on, one of its instances; two shared field groups.
-    assert len(engine._groups) == 2 * 7 + 1 and len(engine._field_groups) == 2
+    assert len(engine._groups) == 2 * 7 + 1 and len(engine._field_groups) == 4
     replaced = groups_before - set(engine._groups)
     assert len(replaced) == 2  # only GPU 0's two groups were destroyed and re-created; the others kept watching
     assert "<td>?</td>" in layout_fragment(layout(snapshot, ActivityWindow(), "dcgm"))  # placement unknown

@@ -73,6 +73,21 @@ class EntityField(Reader):
         return out
 
 
+class EntityFields(Reader):
+    """The key is (Entity, Field): series of one family reading different fields (remapped rows by kind)."""
+
+    __slots__ = ()
+
+    def compile(self, key: tuple[Entity, Field], row_of: RowOf) -> tuple[int, Field]:
+        return row_of(key[0]), key[1]
+
+    def values(self, snapshot: Snapshot, rows: Rows, keys: Sequence[tuple[int, Field]]) -> Iterable[float | None]:
+        return [None if (values := rows[row]) is None else values.get(fld) for row, fld in keys]
+
+
+ENTITY_FIELDS = EntityFields()
+
+
 @dataclass(frozen=True, slots=True)
 class EntityFieldOr(Reader):
     """The key is (Entity, fallback): its `field`, or the fallback when the GPU's sample lacks it."""

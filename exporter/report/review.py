@@ -255,4 +255,3 @@ class ReviewBuilder:
             fleet,
             tuple(note for _, note in sorted(self.notes)),
         )
-

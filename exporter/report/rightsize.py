@@ -67,8 +67,6 @@ def unassessed(profile: str, constraint: Constraint, reason: str) -> Recommendat
     return Recommendation("keep", profile, constraint, reason)
 
 
-
-
 def _days(summary: Summary) -> str:
     count = len(summary.active_days)
     return f"active on {count} day{'s' if count != 1 else ''}"
