@@ -420,3 +420,73 @@ def test_dcgm3_bindings_without_their_library_name_libdcgm_so_3(tmp_path: Path) 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "DCGM library libdcgm.so.3 could not be loaded" in lines[0], result.stderr
     assert "libdcgm.so.4" not in lines[0]
+
+
+HEALTH = (
+    Field.SM_CLOCK,
+    Field.MEMORY_CLOCK,
+    Field.MEMORY_TEMPERATURE,
+    Field.ENERGY,
+    Field.PCIE_REPLAYS,
+    Field.GPU_UTIL,
+    Field.MEMORY_COPY_UTIL,
+    Field.ENCODER_UTIL,
+    Field.DECODER_UTIL,
+    Field.MEMORY_RESERVED,
+    Field.REMAPPED_ROWS_UNCORRECTABLE,
+    Field.REMAPPED_ROWS_CORRECTABLE,
+    Field.ROW_REMAP_FAILURE,
+    Field.NVLINK_BYTES,
+)
+PCIE = (Field.PCIE_TX_RATE, Field.PCIE_RX_RATE)
+
+
+@pytest.mark.parametrize(
+    ("field_id", "fld"),
+    [
+        (100, Field.SM_CLOCK),
+        (140, Field.MEMORY_TEMPERATURE),
+        (156, Field.ENERGY),
+        (253, Field.MEMORY_RESERVED),
+        (394, Field.REMAPPED_ROWS_CORRECTABLE),
+        (449, Field.NVLINK_BYTES),
+        (1009, Field.PCIE_TX_RATE),
+    ],
+)
+async def test_dcgm_field_not_supported_is_absent_with_reason(
+    source: DcgmSource, engine: Any, clock: ManualClock, field_id: int, fld: Field
+) -> None:
+    """A field DCGM answers NOT_SUPPORTED for is absent on every entity, with the reason; the others stay."""
+    engine.statuses[field_id] = fake_bindings().structs.DCGM_ST_NOT_SUPPORTED
+    topology = await source.discover()
+    clock.now = T0 + 2.2
+    sample = await source.sample(topology.gpus[7])  # MIG disabled: every field is read on the GPU entity
+    assert sample.unsupported == {fld: "not_supported"}
+    assert fld not in sample.values[Entity(7)] and Field.POWER in sample.values[Entity(7)]
+
+
+async def test_dcgm_health_fields_a_dcgm_cannot_watch_leave_the_rest(
+    source: DcgmSource, engine: Any, clock: ManualClock
+) -> None:
+    """A DCGM that cannot watch the health fields (an older release): they are absent with its reason, the rest kept."""
+    engine.unwatchable[253] = fake_bindings().structs.DCGM_ST_UNKNOWN_FIELD
+    topology = await source.discover()
+    clock.now = T0 + 2.2
+    sample = await source.sample(topology.gpus[0])
+    assert sample.unsupported == dict.fromkeys(HEALTH, "unknown_field")
+    assert Field.POWER in sample.values[Entity(0)] and Field.GR_ENGINE_ACTIVE in sample.values[Entity(0, 1)]
+    assert Field.PCIE_TX_RATE in sample.values[Entity(0, 1)]
+
+
+async def test_dcgm_pcie_rates_the_profiler_cannot_add_keep_the_activity(
+    source: DcgmSource, engine: Any, clock: ManualClock
+) -> None:
+    """When the profiling module cannot add the PCIe rates, they are absent with the reason; activity stays."""
+    engine.unwatchable[1009] = fake_bindings().structs.DCGM_ST_PROFILING_MULTI_PASS
+    topology = await source.discover()
+    clock.now = T0 + 2.2
+    sample = await source.sample(topology.gpus[1])
+    refused = {Field.GPU_UTIL: "not_supported", Field.MEMORY_COPY_UTIL: "not_supported"}  # MIG on
+    assert sample.unsupported == {**refused, **dict.fromkeys(PCIE, "profiling_multi_pass")}
+    assert Field.GR_ENGINE_ACTIVE in sample.values[Entity(1, 1)] and Field.SM_CLOCK in sample.values[Entity(1)]
+    assert not set(PCIE) & {f for values in sample.values.values() for f in values}

@@ -535,3 +535,50 @@ async def test_nvml_unprivileged_never_publishes_the_catalog_size_as_the_gpu_tot
     topology = await source.discover()  # ... and remembered when refused again
     sample = await source.sample(topology.gpus[1])
     assert sample.get(Entity(1), Field.MEMORY_TOTAL) == H100_DRIVER_TOTAL_MIB * 2**20
+
+
+@pytest.mark.parametrize(
+    ("function", "fields"),
+    [
+        ("nvmlDeviceGetClockInfo", (Field.SM_CLOCK, Field.MEMORY_CLOCK)),
+        ("nvmlDeviceGetTotalEnergyConsumption", (Field.ENERGY,)),
+        ("nvmlDeviceGetPcieReplayCounter", (Field.PCIE_REPLAYS,)),
+        ("nvmlDeviceGetEncoderUtilization", (Field.ENCODER_UTIL,)),
+        ("nvmlDeviceGetDecoderUtilization", (Field.DECODER_UTIL,)),
+        ("nvmlDeviceGetFieldValues", (Field.MEMORY_TEMPERATURE, Field.NVLINK_BYTES)),
+        ("nvmlDeviceGetRemappedRows", REMAPPED),
+        ("nvmlDeviceGetUtilizationRates", (Field.GPU_UTIL, Field.MEMORY_COPY_UTIL)),
+    ],
+)
+async def test_nvml_refused_health_reads_are_absent_with_reason(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock, function: str, fields: tuple[Field, ...]
+) -> None:
+    """A GPU-wide read the driver refuses leaves only its fields absent, each with the reason; the rest stay."""
+    fake.driver().refused[function] = fake.NVML_ERROR_NO_PERMISSION
+    _, samples = await two_cycles(source, clock)
+    whole = samples[7]  # MIG disabled: every one of these reads is tried
+    assert whole.unsupported == dict.fromkeys(fields, "no_permission")
+    assert not set(fields) & set(whole.values[Entity(7)])
+    assert Field.POWER in whole.values[Entity(7)] and Field.SM_ACTIVE in whole.values[Entity(7)]
+
+
+async def test_nvml_field_value_with_its_own_error_drops_only_that_field(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nvmlDeviceGetFieldValues succeeds but one value carries its own nvmlReturn: that field alone is absent."""
+    real = fake.nvmlDeviceGetFieldValues
+
+    def no_nvlink(handle: object, ids: list[object]) -> object:
+        values = real(handle, ids)
+        for fv in values:
+            if fv.fieldId != fake.NVML_FI_DEV_MEMORY_TEMP:
+                fv.nvmlReturn = fake.NVML_ERROR_NOT_SUPPORTED  # a GPU without NVLink
+        return values
+
+    monkeypatch.setattr(fake, "nvmlDeviceGetFieldValues", no_nvlink)
+    _, samples = await two_cycles(source, clock)
+    whole = samples[7]
+    assert whole.unsupported == {Field.NVLINK_BYTES: "not_supported"}
+    assert whole.get(Entity(7), Field.MEMORY_TEMPERATURE) == dgx.sample(7, clock.now).get(
+        Entity(7), Field.MEMORY_TEMPERATURE
+    )

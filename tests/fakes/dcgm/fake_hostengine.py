@@ -123,6 +123,9 @@ class FakeHostEngine:
         # What a profiling watch fails with when profiling is off: PROFILING_NOT_SUPPORTED (the GPU or engine
         # cannot), MODULE_NOT_LOADED (the profiling module failed to load), REQUIRES_ROOT (non-root host engine).
         self.profiling_error = dcgm_structs.DCGM_ST_PROFILING_NOT_SUPPORTED
+        # Field number -> the status a watch of a field group holding it fails with (an older DCGM that lacks the
+        # field, or a profiling module that cannot add it to its passes).
+        self.unwatchable: dict[int, int] = {}
         self.build_info = f"version:{version};arch:x86_64;buildtype:Release;commit:fake;branch:fake;"
         self.running = True
         # NVML index -> DCGM GPU ID; DCGM's IDs follow its own enumeration, not NVML's order.
@@ -369,6 +372,9 @@ class FakeHostEngine:
         fields = self._field_groups[fg][1]
         if any(self._gpu_of(*entity) in self.lost for entity in self._groups[group][1]):
             raise EngineError(dcgm_structs.DCGM_ST_GPU_IS_LOST)  # no watches on a lost GPU's entities
+        for f in fields:
+            if f in self.unwatchable:
+                raise EngineError(self.unwatchable[f])
         if any(f in PROFILED for f in fields):
             if not self.profiling:
                 raise EngineError(self.profiling_error)
