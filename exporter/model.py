@@ -33,7 +33,7 @@ class Field(enum.Enum):
     REMAPPED_ROWS_CORRECTABLE = "remapped_rows_correctable"  # rows remapped for correctable errors (a counter)
     REMAPPED_ROWS_UNCORRECTABLE = "remapped_rows_uncorrectable"  # ... for uncorrectable errors (a counter)
     ROW_REMAP_FAILURE = "row_remap_failure"  # 1 when a row remapping failed
-    NVLINK_BYTES = "nvlink_bytes"  # NVLink data bytes received and transmitted, all links (a counter)
+    NVLINK_RATE = "nvlink_rate"  # NVLink data received and transmitted, all links, bytes per second
     GPU_UTIL = "gpu_util"  # ratio of time a kernel ran (MIG disabled)
     MEMORY_COPY_UTIL = "memory_copy_util"  # ratio of time device memory was read or written (MIG disabled)
     ENCODER_UTIL = "encoder_util"  # ratio

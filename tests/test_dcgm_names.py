@@ -45,7 +45,7 @@ PER_GPU = {
     "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": (Field.REMAPPED_ROWS_UNCORRECTABLE, 1.0),
     "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": (Field.REMAPPED_ROWS_CORRECTABLE, 1.0),
     "DCGM_FI_DEV_ROW_REMAP_FAILURE": (Field.ROW_REMAP_FAILURE, 1.0),
-    "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": (Field.NVLINK_BYTES, 1 / 1024),
+    "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": (Field.NVLINK_RATE, 1 / (1024 * 1000)),  # a rate, in DCGM's unit
 }
 # Only on GPUs with MIG disabled (GPU 7 of dgx-h100).
 WHOLE_GPU = {
@@ -118,7 +118,7 @@ def _expected(values: dict[Field, float], name: str, fld: Field, factor: float) 
 
 
 def test_dcgm_names_values_and_units(text: str) -> None:
-    """Ratios stay 0..1, memory in MiB, clocks in MHz, energy in mJ, utilization in %, NVLink in KiB."""
+    """Ratios stay 0..1, memory in MiB, clocks in MHz, energy in mJ, utilization in %, NVLink in DCGM's unit."""
     snapshot = fixed_snapshot()
     s = series(text)
     for name, (fld, factor) in PER_SLICE.items():

@@ -436,7 +436,7 @@ HEALTH = (
     Field.REMAPPED_ROWS_UNCORRECTABLE,
     Field.REMAPPED_ROWS_CORRECTABLE,
     Field.ROW_REMAP_FAILURE,
-    Field.NVLINK_BYTES,
+    Field.NVLINK_RATE,
 )
 PCIE = (Field.PCIE_TX_RATE, Field.PCIE_RX_RATE)
 
@@ -449,7 +449,7 @@ PCIE = (Field.PCIE_TX_RATE, Field.PCIE_RX_RATE)
         (156, Field.ENERGY),
         (253, Field.MEMORY_RESERVED),
         (394, Field.REMAPPED_ROWS_CORRECTABLE),
-        (449, Field.NVLINK_BYTES),
+        (449, Field.NVLINK_RATE),
         (1009, Field.PCIE_TX_RATE),
     ],
 )

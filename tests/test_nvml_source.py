@@ -122,7 +122,8 @@ async def test_nvml_first_cycle_has_no_activity_yet(source: NvmlSource) -> None:
     """GPM needs two readings: the first cycle reports memory but no ratios, and says why."""
     topology = await source.discover()
     first = await source.sample(topology.gpus[0])
-    assert first.unsupported == {**dict.fromkeys(GPM, "warming_up"), **MIG_REFUSED}
+    # NVLink traffic is a rate too: the counters' rise since the previous cycle.
+    assert first.unsupported == {**dict.fromkeys((*GPM, Field.NVLINK_RATE), "warming_up"), **MIG_REFUSED}
     assert first.get(Entity(0, 1), Field.MEMORY_USED) is not None
     assert first.get(Entity(0, 1), Field.GR_ENGINE_ACTIVE) is None
 
@@ -545,7 +546,7 @@ async def test_nvml_unprivileged_never_publishes_the_catalog_size_as_the_gpu_tot
         ("nvmlDeviceGetPcieReplayCounter", (Field.PCIE_REPLAYS,)),
         ("nvmlDeviceGetEncoderUtilization", (Field.ENCODER_UTIL,)),
         ("nvmlDeviceGetDecoderUtilization", (Field.DECODER_UTIL,)),
-        ("nvmlDeviceGetFieldValues", (Field.MEMORY_TEMPERATURE, Field.NVLINK_BYTES)),
+        ("nvmlDeviceGetFieldValues", (Field.MEMORY_TEMPERATURE, Field.NVLINK_RATE)),
         ("nvmlDeviceGetRemappedRows", REMAPPED),
         ("nvmlDeviceGetUtilizationRates", (Field.GPU_UTIL, Field.MEMORY_COPY_UTIL)),
     ],
@@ -578,7 +579,7 @@ async def test_nvml_field_value_with_its_own_error_drops_only_that_field(
     monkeypatch.setattr(fake, "nvmlDeviceGetFieldValues", no_nvlink)
     _, samples = await two_cycles(source, clock)
     whole = samples[7]
-    assert whole.unsupported == {Field.NVLINK_BYTES: "not_supported"}
+    assert whole.unsupported == {Field.NVLINK_RATE: "not_supported"}
     assert whole.get(Entity(7), Field.MEMORY_TEMPERATURE) == dgx.sample(7, clock.now).get(
         Entity(7), Field.MEMORY_TEMPERATURE
     )

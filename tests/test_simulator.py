@@ -96,11 +96,11 @@ GPU_WIDE = (
     Field.REMAPPED_ROWS_CORRECTABLE,
     Field.REMAPPED_ROWS_UNCORRECTABLE,
     Field.ROW_REMAP_FAILURE,
-    Field.NVLINK_BYTES,
+    Field.NVLINK_RATE,
     Field.ENCODER_UTIL,
     Field.DECODER_UTIL,
 )
-COUNTERS = (Field.ENERGY, Field.PCIE_REPLAYS, Field.NVLINK_BYTES, Field.REMAPPED_ROWS_CORRECTABLE)
+COUNTERS = (Field.ENERGY, Field.PCIE_REPLAYS, Field.REMAPPED_ROWS_CORRECTABLE)
 
 
 def test_sample_reports_gpu_wide_values_only_on_the_gpu_entity(dgx: Simulator) -> None:
@@ -118,7 +118,7 @@ def test_sample_reports_gpu_wide_values_only_on_the_gpu_entity(dgx: Simulator) -
 
 
 def test_counters_never_go_down_not_even_across_a_repartition(dgx: Simulator) -> None:
-    """Energy, PCIe replays and NVLink bytes grow with time (NVLink only without MIG); a re-partition resets none."""
+    """Energy, PCIe replays and NVML's NVLink counter (only without MIG) grow with time; a re-partition resets none."""
     last: dict[tuple[int, Field], float] = {}
     for step in range(0, 7 * 86400, 5 * 3600 + 7):
         if step > 3 * 86400 and dgx.topology().gpus[0].instances[0].profile == "1g.10gb":
@@ -129,8 +129,10 @@ def test_counters_never_go_down_not_even_across_a_repartition(dgx: Simulator) ->
                 assert values[fld] >= last.get((gpu, fld), 0.0), (gpu, fld, step)
                 last[(gpu, fld)] = values[fld]
     assert all(last[(gpu, Field.ENERGY)] > 0 for gpu in range(8))
-    assert last[(7, Field.NVLINK_BYTES)] > 0 and last[(0, Field.NVLINK_BYTES)] == 0  # MIG: no NVLink peer traffic
-    assert dgx.sample(7, T0).values[Entity(7)][Field.NVLINK_BYTES] % 1024 == 0  # NVML counts KiB
+    kib = [dgx.nvlink_kib(7, T0 + step) for step in range(0, 86400, 3600)]
+    assert kib == sorted(kib) and kib[-1] > kib[0] and dgx.nvlink_kib(0, T0 + 86400) == 0  # MIG: no NVLink traffic
+    rate = dgx.sample(7, T0).values[Entity(7)][Field.NVLINK_RATE]
+    assert rate > 0 and rate % (1000 * 1024) == 0  # a whole number of DCGM's units
 
 
 def test_memory_used_follows_pattern_times_instance_memory(demo: Simulator) -> None:

@@ -70,8 +70,10 @@ GPU_REMAPPED_ROWS = Family(
 GPU_ROW_REMAP_FAILURE = Family(
     "mig_gpu_row_remap_failure", "1 when a memory row remapping failed (the GPU needs service), else 0", GPU
 )
-GPU_NVLINK_BYTES = Family(
-    "mig_gpu_nvlink_bytes", "NVLink data bytes received and transmitted over all links", GPU, kind="counter"
+GPU_NVLINK = Family(
+    "mig_gpu_nvlink_bytes_per_second",
+    f"NVLink data received and transmitted over all links; {SAMPLED_NOTE}",
+    GPU,
 )
 GPU_UTILIZATION = Family(
     "mig_gpu_utilization_ratio",

@@ -63,6 +63,8 @@ def _scaled(factor: float, digits: int | None = None) -> Callable[[float], float
 
 
 _PERCENT = _scaled(100, 0)  # NVML and DCGM report whole percents
+# DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL is a rate despite its counter type: NVML's KiB counters' rise per second / 1000.
+DCGM_NVLINK_UNIT = 1024 * 1000
 _MHZ = _scaled(1e-6, 0)
 
 
@@ -165,8 +167,8 @@ FAMILIES: tuple[DcgmFamily, ...] = (
     ),
     _family(
         "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "counter",
-        "Total number of NVLink bandwidth counters for all lanes (KiB received and transmitted).", GPU,
-        Field.NVLINK_BYTES, transform=_scaled(1 / 1024, 0),
+        "Total number of NVLink bandwidth counters for all lanes.", GPU,
+        Field.NVLINK_RATE, transform=_scaled(1 / DCGM_NVLINK_UNIT, 0),
     ),
 )  # fmt: skip
 BY_NAME: Mapping[str, DcgmFamily] = {f.name: f for f in FAMILIES}

@@ -208,6 +208,7 @@ class NvmlSource:
         self._busy: dict[int, object] = {}  # GPU index -> token of the call running on it
         self._gpm: dict[int, dict[Entity, _GpmBuffers]] = {}  # per GPU; touched only by that GPU's call
         self._metrics_get: dict[int, Any] = {}  # one nvmlGpmMetricsGet struct per GPU, reused
+        self._nvlink: dict[int, tuple[float, float]] = {}  # per GPU: (time, NVLink bytes) of the last reading
         self._closed = False
         self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
         self._totals: dict[str, int] = {}  # GPU UUID -> memory total the driver reported once
@@ -541,7 +542,7 @@ class NvmlSource:
                 gpu_values,
                 unsupported,
             )
-        self._read_field_values(handle, gpu_values, unsupported)
+        self._read_field_values(h.gpu.index, handle, gpu_values, unsupported)
 
     def _read_fields(
         self,
@@ -561,7 +562,9 @@ class NvmlSource:
         for position, fld in fields.items():
             values[fld] = float(got[position])
 
-    def _read_field_values(self, handle: Any, values: dict[Field, float], unsupported: dict[Field, str]) -> None:
+    def _read_field_values(
+        self, index: int, handle: Any, values: dict[Field, float], unsupported: dict[Field, str]
+    ) -> None:
         """Memory temperature and NVLink traffic (all links), through nvmlDeviceGetFieldValues in one call."""
         nvml = self._nvml
         requests = [
@@ -575,7 +578,7 @@ class NvmlSource:
             if int(exc.value) not in _UNAVAILABLE:
                 raise
             unsupported.update(
-                dict.fromkeys((Field.MEMORY_TEMPERATURE, Field.NVLINK_BYTES), error_reason(int(exc.value)))
+                dict.fromkeys((Field.MEMORY_TEMPERATURE, Field.NVLINK_RATE), error_reason(int(exc.value)))
             )
             return
         read = [_field_value(fv) for fv in got]
@@ -585,9 +588,19 @@ class NvmlSource:
         else:
             unsupported[Field.MEMORY_TEMPERATURE] = error_reason(temperature)
         if isinstance(tx, float) and isinstance(rx, float):
-            values[Field.NVLINK_BYTES] = (tx + rx) * KIB
+            self._nvlink_rate(index, (tx + rx) * KIB, values, unsupported)
         else:
-            unsupported[Field.NVLINK_BYTES] = error_reason(tx if isinstance(tx, int) else int(rx))
+            unsupported[Field.NVLINK_RATE] = error_reason(tx if isinstance(tx, int) else int(rx))
+
+    def _nvlink_rate(self, index: int, total: float, values: dict[Field, float], unsupported: dict[Field, str]) -> None:
+        """Bytes per second since the previous reading of the NVLink counters (as DCGM turns them into a rate)."""
+        now = self._clock()
+        previous = self._nvlink.get(index)
+        self._nvlink[index] = (now, total)
+        if previous is None or now <= previous[0] or total < previous[1]:
+            unsupported[Field.NVLINK_RATE] = "warming_up"  # the first reading, or the counters were reset
+            return
+        values[Field.NVLINK_RATE] = (total - previous[1]) / (now - previous[0])
 
     def _read_memory(
         self,

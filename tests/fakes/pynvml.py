@@ -893,7 +893,7 @@ def nvmlDeviceGetFieldValues(handle: Any, fieldIds: list[Any]) -> Any:
             if fv.scopeId != ALL_NVLINKS:
                 fv.nvmlReturn = NVML_ERROR_NOT_SUPPORTED  # the fake models the all-links total only
                 continue
-            kib = int(whole[Field.NVLINK_BYTES]) // 1024
+            kib = driver().simulator.nvlink_kib(gpu, driver().clock())
             share = kib // 3 if fv.fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX else kib - kib // 3
             fv.valueType, fv.nvmlReturn = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, NVML_SUCCESS
             fv.value.ullVal = share

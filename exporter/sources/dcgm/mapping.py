@@ -67,7 +67,8 @@ HEALTH_FIELDS: dict[int, tuple[Field, float]] = {
     393: (Field.REMAPPED_ROWS_UNCORRECTABLE, 1.0),  # DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS
     394: (Field.REMAPPED_ROWS_CORRECTABLE, 1.0),  # DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS
     395: (Field.ROW_REMAP_FAILURE, 1.0),  # DCGM_FI_DEV_ROW_REMAP_FAILURE
-    449: (Field.NVLINK_BYTES, KIB),  # DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL: NVML's data RX + TX counters, KiB
+    # DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL: the rise per second of NVML's data RX + TX counters (KiB) / 1000
+    449: (Field.NVLINK_RATE, KIB * 1000),
 }
 # Profiling I/O rates (bytes per second), read on GPU instances and MIG-disabled GPUs, watched apart from the
 # activity ratios so a GPU whose profiling module cannot add them keeps its activity.

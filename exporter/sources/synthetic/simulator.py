@@ -43,6 +43,7 @@ PCIE_TX_MAX = 8e9  # bytes per second a whole GPU transmits at full activity
 PCIE_RX_MAX = 20e9
 NVLINK_MAX = 20e9  # bytes per second of NVLink traffic of a whole-GPU job at full activity (none with MIG)
 KIB = 1024
+NVLINK_UNIT = 1000 * KIB
 
 _RATIO_FIELDS = {
     Field.SM_ACTIVE: "sm_active",
@@ -304,6 +305,19 @@ class Simulator:
         values[Entity(gpu)] = gpu_values
         return GpuSample(gpu=gpu, values=values)
 
+    def nvlink_rate(self, gpu: int) -> float:
+        """NVLink bytes per second: a whole-GPU job's steady traffic (MIG instances have no NVLink peer traffic).
+
+        A whole number of DCGM's units (1,024,000 bytes/s), so every source reads it exactly.
+        """
+        if gpu >= len(self._mean_level) or self._gpus[gpu].mig:
+            return 0.0
+        return float(round(NVLINK_MAX * self._mean_level[gpu] / NVLINK_UNIT) * NVLINK_UNIT)
+
+    def nvlink_kib(self, gpu: int, t: float) -> int:
+        """NVML's NVLink data counter (received and transmitted, all links) at time t: KiB since the driver loaded."""
+        return int(self.nvlink_rate(gpu) * _since_boot(t)) // KIB
+
     def _health(self, gpu: int, t: float, level: float) -> dict[Field, float]:
         """GPU-wide clocks, memory temperature, energy, PCIe replays, reserved memory, remapped rows, NVLink."""
         mean = self._mean_level[gpu] if gpu < len(self._mean_level) else level
@@ -311,7 +325,6 @@ class Simulator:
         mean_power = IDLE_POWER_WATTS + (MAX_POWER_WATTS - IDLE_POWER_WATTS) * mean
         busy = level >= 0.01
         sm_clock = MAX_SM_CLOCK_MHZ - round(200 * level) if busy else IDLE_SM_CLOCK_MHZ
-        nvlink = 0.0 if self._gpus[gpu].mig else NVLINK_MAX * mean  # MIG instances have no NVLink peer traffic
         return {
             Field.SM_CLOCK: sm_clock * 1e6,
             Field.MEMORY_CLOCK: MEMORY_CLOCK_MHZ * 1e6,
@@ -324,7 +337,7 @@ class Simulator:
             Field.REMAPPED_ROWS_CORRECTABLE: float((gpu * 5 + 3) % 7 == 0),
             Field.REMAPPED_ROWS_UNCORRECTABLE: 0.0,
             Field.ROW_REMAP_FAILURE: 0.0,
-            Field.NVLINK_BYTES: float(int(nvlink * since) // KIB * KIB),  # NVML counts KiB
+            Field.NVLINK_RATE: self.nvlink_rate(gpu),
             Field.ENCODER_UTIL: 0.0,
             Field.DECODER_UTIL: round(0.1 * level, 2),
         }

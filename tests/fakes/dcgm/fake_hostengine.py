@@ -62,7 +62,7 @@ HEALTH = {
     393: (Field.REMAPPED_ROWS_UNCORRECTABLE, 1.0),
     394: (Field.REMAPPED_ROWS_CORRECTABLE, 1.0),
     395: (Field.ROW_REMAP_FAILURE, 1.0),
-    449: (Field.NVLINK_BYTES, 1 / 1024),
+    449: (Field.NVLINK_RATE, 1 / (1024 * 1000)),  # a rate: KiB/s / 1000, as DCGM's cache manager computes it
 }
 DOUBLE_FIELDS = {*PROFILING, 155}
 STRING_FIELDS = {50, 54}
