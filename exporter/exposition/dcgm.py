@@ -77,13 +77,12 @@ class DcgmFamily:
     help: str
     scope: str  # SLICE, GPU or WHOLE
     reader: Reader
-    field: Field | None = None  # the field the source reads (for `mig_exporter_field_supported`)
 
 
 def _family(
     name: str, kind: str, doc: str, scope: str, fld: Field, *, transform: Callable[[float], float] | None = None
 ) -> DcgmFamily:
-    return DcgmFamily(name, kind, doc, scope, EntityField(fld, transform), fld)
+    return DcgmFamily(name, kind, doc, scope, EntityField(fld, transform))
 
 
 FAMILIES: tuple[DcgmFamily, ...] = (
@@ -112,7 +111,6 @@ FAMILIES: tuple[DcgmFamily, ...] = (
     ),
     DcgmFamily(
         "DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", SLICE, EntityCompute(_free_mib),
-        Field.MEMORY_USED,
     ),
     _family(
         "DCGM_FI_PROF_PCIE_TX_BYTES", "gauge",
