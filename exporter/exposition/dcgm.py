@@ -54,18 +54,20 @@ def _free_mib(values: EntityValues) -> float | None:
     return None if used is None or total is None else _mib(total - used)
 
 
-def _scaled(factor: float, digits: int | None = None) -> Callable[[float], float]:
+def _whole(factor: float) -> Callable[[float], float]:
+    """`value * factor` in whole units, as DCGM reports these fields; NaN and infinities pass through."""
+
     def scale(value: float) -> float:
         scaled = value * factor
-        return round(scaled, digits) if digits is not None and math.isfinite(scaled) else scaled
+        return round(scaled) if math.isfinite(scaled) else scaled
 
     return scale
 
 
-_PERCENT = _scaled(100, 0)  # NVML and DCGM report whole percents
+_PERCENT = _whole(100)  # NVML and DCGM report whole percents
+_MHZ = _whole(1e-6)
 # DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL is a rate despite its counter type: NVML's KiB counters' rise per second / 1000.
 DCGM_NVLINK_UNIT = 1024 * 1000
-_MHZ = _scaled(1e-6, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ FAMILIES: tuple[DcgmFamily, ...] = (
     _family("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", GPU, Field.POWER),
     _family(
         "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ).", GPU,
-        Field.ENERGY, transform=_scaled(1000, 0),
+        Field.ENERGY, transform=_whole(1000),
     ),
     _family(
         "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter", "Total number of PCIe retries.", GPU, Field.PCIE_REPLAYS
@@ -166,7 +168,7 @@ FAMILIES: tuple[DcgmFamily, ...] = (
     _family(
         "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "counter",
         "Total number of NVLink bandwidth counters for all lanes.", GPU,
-        Field.NVLINK_RATE, transform=_scaled(1 / DCGM_NVLINK_UNIT, 0),
+        Field.NVLINK_RATE, transform=_whole(1 / DCGM_NVLINK_UNIT),
     ),
 )  # fmt: skip
 BY_NAME: Mapping[str, DcgmFamily] = {f.name: f for f in FAMILIES}
