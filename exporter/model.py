@@ -23,6 +23,24 @@ class Field(enum.Enum):
     MEMORY_TOTAL = "memory_total"
     POWER = "power"
     TEMPERATURE = "temperature"
+    # GPU-wide health, clocks, energy and I/O (dcgm-exporter's default counters), in base units
+    SM_CLOCK = "sm_clock"  # hertz
+    MEMORY_CLOCK = "memory_clock"  # hertz
+    MEMORY_TEMPERATURE = "memory_temperature"  # degrees Celsius
+    ENERGY = "energy"  # joules since the driver loaded (a counter)
+    PCIE_REPLAYS = "pcie_replays"  # PCIe replays (a counter)
+    MEMORY_RESERVED = "memory_reserved"  # bytes the driver reserves
+    REMAPPED_ROWS_CORRECTABLE = "remapped_rows_correctable"  # rows remapped for correctable errors (a counter)
+    REMAPPED_ROWS_UNCORRECTABLE = "remapped_rows_uncorrectable"  # ... for uncorrectable errors (a counter)
+    ROW_REMAP_FAILURE = "row_remap_failure"  # 1 when a row remapping failed
+    NVLINK_RATE = "nvlink_rate"  # NVLink data received and transmitted, all links, bytes per second
+    GPU_UTIL = "gpu_util"  # ratio of time a kernel ran (MIG disabled)
+    MEMORY_COPY_UTIL = "memory_copy_util"  # ratio of time device memory was read or written (MIG disabled)
+    ENCODER_UTIL = "encoder_util"  # ratio
+    DECODER_UTIL = "decoder_util"  # ratio
+    # Per GPU instance (or the GPU with MIG disabled) where the source scopes them
+    PCIE_TX_RATE = "pcie_tx_rate"  # bytes per second
+    PCIE_RX_RATE = "pcie_rx_rate"  # bytes per second
 
     # Members are singletons, so identity is the right hash; Enum's own hashes the name in Python
     # code, which every value lookup of a sample and of the exposition would pay.
@@ -76,6 +94,7 @@ class Gpu:
     mig_enabled: bool
     memory_total_bytes: int
     mig_pending: bool | None = None  # pending MIG mode, when the source can read it
+    pci_bus_id: str = ""  # e.g. "00000000:1B:00.0"; empty where the source cannot read it
     instances: tuple[GpuInstance, ...] = ()
 
     @property

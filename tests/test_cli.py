@@ -33,6 +33,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["serve", "--bogus"], "unrecognized arguments: --bogus"),
         (["serve", "--source", "synthetic", "--scenario", "nope"], "scenario 'nope' is neither a built-in"),
         (["serve", "--config", "/nonexistent.yaml"], "--config /nonexistent.yaml: cannot read"),
+        (
+            ["serve", "--names", "dcgm", "--dcgm-hostname-label", "host"],
+            "--dcgm-hostname-label: invalid value 'host': expected one of Hostname, hostname",
+        ),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )

@@ -76,13 +76,18 @@ async def test_dcgm_discovery_yields_the_dgx_h100_topology(source: DcgmSource, d
 
 
 async def test_dcgm_sample_yields_the_simulated_values(source: DcgmSource, dgx: Simulator, clock: ManualClock) -> None:
-    """After one watch update every GPU, GI and CI reads the simulator's values at the update time."""
+    """After one watch update every GPU, GI and CI reads the simulator's values at the update time.
+
+    Each field on its entity: clocks, energy, remapped rows and NVLink on the GPU, PCIe rates on the GPU instances
+    (or the MIG-disabled GPU); GPU and memory-copy utilization are refused on MIG-enabled GPUs, with the reason.
+    """
     topology = await source.discover()
     clock.now = T0 + 1.2  # one update tick (at T0 + 1) after the watch began
     for gpu in topology.gpus:
         sample = await source.sample(gpu)
         truth = dgx.sample(gpu.index, T0 + 1.0)
-        assert sample.unsupported == {}
+        refused = (Field.GPU_UTIL, Field.MEMORY_COPY_UTIL) if gpu.mig_enabled else ()
+        assert sample.unsupported == dict.fromkeys(refused, "not_supported")
         assert set(sample.values) == set(truth.values)
         for entity, fields in truth.values.items():
             got = sample.values[entity]
@@ -226,7 +231,7 @@ async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
     assert [i.profile for i in snapshot.topology.gpus[0].instances] == ["3g.40gb", "3g.40gb"]
     assert Entity(0, 7) not in snapshot.samples[0].values  # the old 1g instances are gone
     # Per GPU a group of its GPU entity and, with MIG on, one of its instances; two shared field groups.
-    assert len(engine._groups) == 2 * 7 + 1 and len(engine._field_groups) == 2
+    assert len(engine._groups) == 2 * 7 + 1 and len(engine._field_groups) == 4
     replaced = groups_before - set(engine._groups)
     assert len(replaced) == 2  # only GPU 0's two groups were destroyed and re-created; the others kept watching
     assert "<td>?</td>" in layout_fragment(layout(snapshot, ActivityWindow(), "dcgm"))  # placement unknown
@@ -415,3 +420,73 @@ def test_dcgm3_bindings_without_their_library_name_libdcgm_so_3(tmp_path: Path) 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "DCGM library libdcgm.so.3 could not be loaded" in lines[0], result.stderr
     assert "libdcgm.so.4" not in lines[0]
+
+
+HEALTH = (
+    Field.SM_CLOCK,
+    Field.MEMORY_CLOCK,
+    Field.MEMORY_TEMPERATURE,
+    Field.ENERGY,
+    Field.PCIE_REPLAYS,
+    Field.GPU_UTIL,
+    Field.MEMORY_COPY_UTIL,
+    Field.ENCODER_UTIL,
+    Field.DECODER_UTIL,
+    Field.MEMORY_RESERVED,
+    Field.REMAPPED_ROWS_UNCORRECTABLE,
+    Field.REMAPPED_ROWS_CORRECTABLE,
+    Field.ROW_REMAP_FAILURE,
+    Field.NVLINK_RATE,
+)
+PCIE = (Field.PCIE_TX_RATE, Field.PCIE_RX_RATE)
+
+
+@pytest.mark.parametrize(
+    ("field_id", "fld"),
+    [
+        (100, Field.SM_CLOCK),
+        (140, Field.MEMORY_TEMPERATURE),
+        (156, Field.ENERGY),
+        (253, Field.MEMORY_RESERVED),
+        (394, Field.REMAPPED_ROWS_CORRECTABLE),
+        (449, Field.NVLINK_RATE),
+        (1009, Field.PCIE_TX_RATE),
+    ],
+)
+async def test_dcgm_field_not_supported_is_absent_with_reason(
+    source: DcgmSource, engine: Any, clock: ManualClock, field_id: int, fld: Field
+) -> None:
+    """A field DCGM answers NOT_SUPPORTED for is absent on every entity, with the reason; the others stay."""
+    engine.statuses[field_id] = fake_bindings().structs.DCGM_ST_NOT_SUPPORTED
+    topology = await source.discover()
+    clock.now = T0 + 2.2
+    sample = await source.sample(topology.gpus[7])  # MIG disabled: every field is read on the GPU entity
+    assert sample.unsupported == {fld: "not_supported"}
+    assert fld not in sample.values[Entity(7)] and Field.POWER in sample.values[Entity(7)]
+
+
+async def test_dcgm_health_fields_a_dcgm_cannot_watch_leave_the_rest(
+    source: DcgmSource, engine: Any, clock: ManualClock
+) -> None:
+    """A DCGM that cannot watch the health fields (an older release): they are absent with its reason, the rest kept."""
+    engine.unwatchable[253] = fake_bindings().structs.DCGM_ST_UNKNOWN_FIELD
+    topology = await source.discover()
+    clock.now = T0 + 2.2
+    sample = await source.sample(topology.gpus[0])
+    assert sample.unsupported == dict.fromkeys(HEALTH, "unknown_field")
+    assert Field.POWER in sample.values[Entity(0)] and Field.GR_ENGINE_ACTIVE in sample.values[Entity(0, 1)]
+    assert Field.PCIE_TX_RATE in sample.values[Entity(0, 1)]
+
+
+async def test_dcgm_pcie_rates_the_profiler_cannot_add_keep_the_activity(
+    source: DcgmSource, engine: Any, clock: ManualClock
+) -> None:
+    """When the profiling module cannot add the PCIe rates, they are absent with the reason; activity stays."""
+    engine.unwatchable[1009] = fake_bindings().structs.DCGM_ST_PROFILING_MULTI_PASS
+    topology = await source.discover()
+    clock.now = T0 + 2.2
+    sample = await source.sample(topology.gpus[1])
+    refused = {Field.GPU_UTIL: "not_supported", Field.MEMORY_COPY_UTIL: "not_supported"}  # MIG on
+    assert sample.unsupported == {**refused, **dict.fromkeys(PCIE, "profiling_multi_pass")}
+    assert Field.GR_ENGINE_ACTIVE in sample.values[Entity(1, 1)] and Field.SM_CLOCK in sample.values[Entity(1)]
+    assert not set(PCIE) & {f for values in sample.values.values() for f in values}

@@ -79,6 +79,9 @@ def doctor_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, di
     return code, json.loads(out)
 
 
+REMAPPED = ("remapped_rows_correctable", "remapped_rows_uncorrectable", "row_remap_failure")
+
+
 def checks(doc: dict[str, Any], level: str) -> list[str]:
     """`subject: message` of every check at one level."""
     return [f"{c['subject']}: {c['message']}" for c in doc["checks"] if c["level"] == level]
@@ -97,14 +100,16 @@ def test_doctor_nvml_healthy_node(capsys: pytest.CaptureFixture[str], nvml: Modu
     assert "nvidia-ml-py 13.615.71; NVML 12.550.127.05, driver 550.127.05, CUDA 12.4" in out
     assert "ok    GPU 0              NVIDIA H100 80GB HBM3 (GPU-" in out
     assert ", MIG enabled, 7 GPU instances, GPM, GPU-instance APIs permitted\n" in out
-    assert "  GPU 0  MIG enabled, 7 GPU instances, 7 compute instances: 117 series\n" in out
-    assert "  GPU 7  MIG disabled: 10 series\n" in out
+    assert "  GPU 0  MIG enabled, 7 GPU instances, 7 compute instances: 140 series\n" in out
+    assert "  GPU 7  MIG disabled: 26 series\n" in out
     assert "result: ok" in out and "(exit 0)" in out
     code, doc = doctor_json(capsys, "--source", "nvml")
     assert code == 0 and doc["ok"] and doc["source"] == {"requested": "nvml", "chosen": "nvml"}
     gpu1 = doc["gpus"][1]
     assert gpu1["series"]["mig_instance_gr_engine_active_ratio"] == 2  # activity after the second reading
-    assert gpu1["series"]["mig_compute_instance_info"] == 2 and gpu1["absent"] == []
+    assert gpu1["series"]["mig_compute_instance_info"] == 2
+    assert absent(doc, 1) == dict.fromkeys(REMAPPED, "not_supported")  # NVML refuses them with MIG on
+    assert absent(doc, 7) == {}
     assert doc["gpus"][7]["series"]["mig_gpu_gr_engine_active_ratio"] == 1
     assert checks(doc, "fail") == [] and checks(doc, "warn") == []
 
@@ -117,9 +122,14 @@ def test_doctor_nvml_unprivileged(capsys: pytest.CaptureFixture[str], nvml: Modu
     warnings = checks(doc, "warn")
     assert any(w.startswith("GPU 0: GPU-instance APIs refused (no_permission)") for w in warnings), warnings
     assert any("mig_gpu_memory_total_bytes absent" in w for w in warnings), warnings
-    assert absent(doc, 0) == {"memory_total (whole GPU)": "no_permission", "placement_start": "no_permission"}
+    assert absent(doc, 0) == {
+        "memory_total (whole GPU)": "no_permission",
+        "memory_reserved": "no_permission",
+        "placement_start": "no_permission",
+        **dict.fromkeys(REMAPPED, "not_supported"),
+    }
     assert absent(doc, 7) == {}  # MIG disabled: nothing is privileged
-    fixes = {a["fix"] for a in doc["gpus"][0]["absent"]}
+    fixes = {a["fix"] for a in doc["gpus"][0]["absent"] if a["reason"] == "no_permission"}
     assert all("CAP_SYS_ADMIN" in fix for fix in fixes)
 
 
@@ -250,7 +260,11 @@ def test_doctor_dcgm_lost_gpu(capsys: pytest.CaptureFixture[str], engine: Any, n
         "mig_compute_instance_info": 4,
     }
     assert absent(doc, 3) == {"every value (the GPU is stale)": "sample_failed"}
-    assert absent(doc, 2) == {"placement_start": "not_reported_by_dcgm"}
+    assert absent(doc, 2) == {
+        "placement_start": "not_reported_by_dcgm",
+        "gpu_util": "not_supported",  # whole-GPU utilization: not with MIG on
+        "memory_copy_util": "not_supported",
+    }
 
 
 def test_doctor_dcgm_gpu_dropped_from_the_list(capsys: pytest.CaptureFixture[str], engine: Any, no_nvml: None) -> None:

@@ -34,7 +34,7 @@ def test_gpu_check_over_the_fake_driver(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("gpu_check: 8 GPU(s); 0 check(s) failed;")
     assert "ok    doctor: result: ok: serve --source nvml works on this node (exit 0)" in lines
-    assert any(line.startswith("ok    hardware tests: 3 passed, 2 skipped") for line in lines), lines
+    assert any(line.startswith("ok    hardware tests: 4 passed, 2 skipped") for line in lines), lines
     assert any(line.startswith("ok    serve --source nvml: ") and "0 failed, 0 unparsable" in line for line in lines)
     assert any(line.startswith("skip  activity under load: not measured") and "torch" in line for line in lines)
     for name in FILES:
@@ -57,7 +57,7 @@ def test_gpu_check_without_a_gpu_says_so_and_finishes(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("gpu_check: no NVIDIA GPU visible to NVML; 0 check(s) failed;")
     assert "skip  NVML: no GPU: nvmlInit failed: NVML Shared Library Not Found" in lines
-    assert any(line.startswith("skip  hardware tests: 5 skipped") for line in lines), lines
+    assert any(line.startswith("skip  hardware tests: 6 skipped") for line in lines), lines
     for name in FILES:
         assert (tmp_path / "out" / name).is_file(), name
 

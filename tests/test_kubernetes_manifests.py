@@ -97,7 +97,8 @@ def test_kubernetes_daemonset_matches_the_exporter(rendered: dict[str, dict[str,
     """Port, probes, kubelet socket mount, GPU env, image tag and node placement agree with the exporter."""
     c = container(rendered)
     pod = rendered["DaemonSet"]["spec"]["template"]["spec"]
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+    assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}  # the Hostname label of --names dcgm
     assert env["NVIDIA_VISIBLE_DEVICES"] == env["NVIDIA_MIG_MONITOR_DEVICES"] == "all"
     assert env["MIG_EXPORTER_LISTEN"] == default("listen")
     assert c["ports"] == [{"name": "metrics", "containerPort": 9401, "protocol": "TCP"}]

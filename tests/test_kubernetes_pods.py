@@ -20,9 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli.main import build_parser, main
 from exporter.cli.settings import resolve
+from exporter.exposition.dcgm import dcgm_families
 from exporter.exposition.health import exporter_families
 from exporter.exposition.native import native_families
-from exporter.exposition.pods import pod_families, with_pod_labels
+from exporter.exposition.pods import dcgm_holder_key, pod_families, with_pod_labels
 from exporter.exposition.publish import Exposition
 from exporter.exposition.render import Renderer
 from exporter.http.server import build_app
@@ -155,6 +156,29 @@ async def test_pod_labels_on_instance_series(kubelet: FakeKubelet, socket_path: 
     assert [s.get("pod") for s in whole_gpu] == ["llm"]
     assert all("pod" not in s for s in series(text, "mig_gpu_power_watts") if s["gpu"] != "7")
     assert pod_info(text) == DGX_POD_INFO
+
+
+async def test_dcgm_names_carry_pod_labels_with_attribution_on(
+    kubelet: FakeKubelet, socket_path: str, snapshot: Snapshot
+) -> None:
+    """With attribution on, dcgm-exporter's series of held GPU instances and GPUs get namespace, pod and container."""
+    refresher = PodAttributionRefresher(socket_path, interval=1)
+    await refresher.refresh()
+    await refresher.close()
+    dcgm = with_pod_labels(dcgm_families(), refresher, ("DCGM_FI_",), dcgm_holder_key)
+    text = Renderer((dcgm,)).render(snapshot).decode()
+    fb = {(s["gpu"], s.get("GPU_I_ID", "")): s for s in series(text, "DCGM_FI_DEV_FB_USED")}
+    assert len(fb) == 25  # still one series per GPU instance (and GPU 7)
+    assert (fb[("1", "1")]["namespace"], fb[("1", "1")]["pod"], fb[("1", "1")]["container"]) == (
+        "research",
+        "train-a",
+        "trainer",
+    )
+    assert fb[("0", "3")]["pod"] == "infer-3" and fb[("7", "")]["pod"] == "llm"
+    assert (fb[("5", "2")]["namespace"], fb[("5", "2")]["pod"]) == ("notebooks,notebooks", "alice,bob")
+    assert "pod" not in fb[("1", "2")]  # the idle 3g nobody holds
+    power = {s["gpu"]: s for s in series(text, "DCGM_FI_DEV_POWER_USAGE")}
+    assert power["7"]["pod"] == "llm" and "pod" not in power["0"]  # a whole GPU is held only by a whole-GPU pod
 
 
 async def test_kubelet_socket_missing_vanishing_and_returning(

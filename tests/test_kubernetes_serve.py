@@ -78,6 +78,25 @@ def test_serve_pod_labels_switch(kubelet: FakeKubelet, tmp_path: Path) -> None:
         wait_until(lambda: line in exporter.metrics(), 15, "pod labels on GPU 1 GI 1")
 
 
+def test_serve_dcgm_names_get_pod_labels_with_attribution_on(kubelet: FakeKubelet, tmp_path: Path) -> None:
+    """With a kubelet socket, `--names dcgm` series carry the holder's labels as dcgm-exporter's do; native ones
+    get them only with --pod-labels."""
+    args = [*SERVE_ARGS, "--kubelet-socket", kubelet.socket_path, "--names", "dcgm"]
+    with ExporterProcess(args, env={"NODE_NAME": "dgx-07"}, log_path=tmp_path / "exporter.log") as exporter:
+
+        def held() -> dict[str, str] | None:
+            for family in text_string_to_metric_families(exporter.metrics()):
+                for s in family.samples:
+                    if s.name == "DCGM_FI_DEV_FB_USED" and (s.labels["gpu"], s.labels.get("GPU_I_ID")) == ("1", "1"):
+                        return s.labels if "pod" in s.labels else None
+            return None
+
+        labels = wait_until(held, 15, "pod labels on GPU 1 GI 1's dcgm series")
+        assert (labels["namespace"], labels["pod"], labels["container"]) == ("research", "train-a", "trainer")
+        assert labels["Hostname"] == "dgx-07"
+        assert 'mig_instance_gr_engine_active_ratio{gi="1",gpu="1",profile="3g.40gb"}' in exporter.metrics()
+
+
 @pytest.mark.usefixtures("needs_prometheus")
 def test_kubernetes_readme_join_names_the_pods_on_idle_slices(kubelet: FakeKubelet, tmp_path: Path) -> None:
     """README's PromQL join, run by a real Prometheus, names exactly the pods holding idle slices."""

@@ -17,7 +17,7 @@ from exporter.sources import SourceOptions, open_source
 from exporter.sources.base import SourceUnavailableError
 from exporter.sources.nvml import NvmlSource
 from exporter.sources.synthetic.scenario import parse
-from exporter.sources.synthetic.simulator import Simulator
+from exporter.sources.synthetic.simulator import PCIE_RX_MAX, Simulator
 from exporter.sources.synthetic.source import SyntheticSource
 from tests.support.clock import ManualClock
 from tests.support.nvml import SimulatedLibrary, load_fake_pynvml
@@ -25,7 +25,12 @@ from tests.support.nvml import SimulatedLibrary, load_fake_pynvml
 # The fake's GPM ratios are means over the window between two readings (1 s here); the truth
 # is the simulator's value at the window's end, so patterned workloads may differ slightly.
 ACTIVITY_TOLERANCE = 0.02
+PCIE_TOLERANCE = ACTIVITY_TOLERANCE * PCIE_RX_MAX
 START = 1_700_000_000.0
+# NVML refuses remapped rows on a MIG-enabled GPU (NotSupported).
+REMAPPED = (Field.REMAPPED_ROWS_CORRECTABLE, Field.REMAPPED_ROWS_UNCORRECTABLE, Field.ROW_REMAP_FAILURE)
+MIG_REFUSED = dict.fromkeys(REMAPPED, "not_supported")
+GPM = (*ACTIVITY_FIELDS, Field.PCIE_TX_RATE, Field.PCIE_RX_RATE)  # what NVML reads through GPM
 
 
 @pytest.fixture
@@ -81,21 +86,31 @@ async def test_nvml_discovery_matches_synthetic_topology(source: NvmlSource, dgx
 async def test_nvml_activity_and_memory_match_simulator_truth(
     source: NvmlSource, dgx: Simulator, clock: ManualClock
 ) -> None:
-    """Every activity ratio is within 0.02 of the simulator's truth; memory, power and temperature are exact."""
+    """Every GPM reading is within 0.02 of the simulator's truth (of full scale); the other fields are exact.
+
+    Each field lands on its entity: clocks, energy, remapped rows and NVLink on the GPU, PCIe traffic on the
+    GPU instances (or the GPU with MIG disabled); remapped rows are refused on MIG-enabled GPUs, with the reason.
+    """
+    clock.now += 86400.0  # a day after the simulated boot: the counters have counted
     topology, samples = await two_cycles(source, clock)
     checked = 0
     for gpu in topology.gpus:
         truth = dgx.sample(gpu.index, clock.now)
         got = samples[gpu.index]
-        assert got.unsupported == {}
+        refused = REMAPPED if gpu.mig_enabled else ()
+        assert got.unsupported == dict.fromkeys(refused, "not_supported")
         assert set(got.values) == set(truth.values)
         for entity, fields in truth.values.items():
-            assert set(got.values[entity]) == set(fields), entity
+            assert set(got.values[entity]) == set(fields) - set(refused), entity
             for fld, expected in fields.items():
+                if fld in refused:
+                    continue
                 value = got.values[entity][fld]
                 if fld in ACTIVITY_FIELDS:
                     assert value == pytest.approx(expected, abs=ACTIVITY_TOLERANCE), (entity, fld)
-                elif fld is Field.POWER:
+                elif fld in (Field.PCIE_TX_RATE, Field.PCIE_RX_RATE):
+                    assert value == pytest.approx(expected, abs=PCIE_TOLERANCE), (entity, fld)
+                elif fld in (Field.POWER, Field.ENERGY):
                     assert value == pytest.approx(expected, abs=1e-3), (entity, fld)
                 else:
                     assert value == expected, (entity, fld)
@@ -107,7 +122,8 @@ async def test_nvml_first_cycle_has_no_activity_yet(source: NvmlSource) -> None:
     """GPM needs two readings: the first cycle reports memory but no ratios, and says why."""
     topology = await source.discover()
     first = await source.sample(topology.gpus[0])
-    assert first.unsupported == dict.fromkeys(ACTIVITY_FIELDS, "warming_up")
+    # NVLink traffic is a rate too: the counters' rise since the previous cycle.
+    assert first.unsupported == {**dict.fromkeys((*GPM, Field.NVLINK_RATE), "warming_up"), **MIG_REFUSED}
     assert first.get(Entity(0, 1), Field.MEMORY_USED) is not None
     assert first.get(Entity(0, 1), Field.GR_ENGINE_ACTIVE) is None
 
@@ -146,13 +162,21 @@ async def test_nvml_calls_per_cycle_on_dgx_h100(fake: ModuleType, source: NvmlSo
         "nvmlDeviceGetMigDeviceHandleByIndex": empty_slots,  # each empty slot is still empty (no instance added)
         "nvmlDeviceGetPowerUsage": gpus,
         "nvmlDeviceGetTemperature": gpus,
+        "nvmlDeviceGetClockInfo": 2 * gpus,  # SM and memory
+        "nvmlDeviceGetTotalEnergyConsumption": gpus,
+        "nvmlDeviceGetPcieReplayCounter": gpus,
+        "nvmlDeviceGetRemappedRows": gpus,
+        "nvmlDeviceGetEncoderUtilization": gpus,
+        "nvmlDeviceGetDecoderUtilization": gpus,
+        "nvmlDeviceGetFieldValues": gpus,  # memory temperature and NVLink in one call
+        "nvmlDeviceGetUtilizationRates": whole,
         "nvmlDeviceGetMemoryInfo": gis + gpus,
         "nvmlGpmMigSampleGet": gis,
         "nvmlGpmSampleGet": cis + whole,
         "nvmlGpmMetricsGet": gis + cis + whole,
     }
     assert empty_slots == 21
-    assert sum(driver.calls.values()) == 203
+    assert sum(driver.calls.values()) == 268  # 203 before the clocks, energy, I/O and health reads
 
 
 async def test_nvml_unprivileged_degrades_to_mig_handles(
@@ -183,7 +207,7 @@ async def test_nvml_unprivileged_degrades_to_mig_handles(
     assert fake.driver().calls["nvmlDeviceGetGpuInstanceProfileInfo"] > 0  # it was tried, and refused
     for index in range(7):  # MIG GPUs: whole-GPU memory is the sum of the instances'
         assert samples[index].get(Entity(index), Field.MEMORY_USED) == dgx.gpu_memory_used(index, clock.now)
-        assert samples[index].unsupported == {}
+        assert samples[index].unsupported == {**MIG_REFUSED, Field.MEMORY_RESERVED: "no_permission"}
 
 
 async def test_nvml_unprivileged_on_a_board_missing_from_the_catalog(
@@ -215,8 +239,9 @@ async def test_nvml_a100_without_gpm_reports_why_activity_is_absent(
     assert [i.profile for i in topology.gpus[1].instances] == ["3g.40gb", "3g.40gb"]
     for index in (1, 7):
         sample = samples[index]
-        assert sample.unsupported == dict.fromkeys(ACTIVITY_FIELDS, "no_gpm")
-        assert all(f not in values for values in sample.values.values() for f in ACTIVITY_FIELDS)
+        refused = MIG_REFUSED if topology.gpus[index].mig_enabled else {}
+        assert sample.unsupported == {**dict.fromkeys(GPM, "no_gpm"), **refused}
+        assert all(f not in values for values in sample.values.values() for f in GPM)
     assert samples[1].get(Entity(1, 1), Field.MEMORY_USED) is not None
     assert samples[0].get(Entity(0, 1), Field.GR_ENGINE_ACTIVE) is not None  # the H100s keep their activity
     snapshot = (await run_sampler_once(source, topology, samples)).decode()
@@ -243,7 +268,7 @@ async def test_nvml_per_metric_error_drops_only_that_field(
     fake.fail_metric(fake.NVML_GPM_METRIC_DRAM_BW_UTIL, fake.NVML_ERROR_NOT_SUPPORTED)
     _, samples = await two_cycles(source, clock)
     sample = samples[1]
-    assert sample.unsupported == {Field.DRAM_ACTIVE: "not_supported"}
+    assert sample.unsupported == {Field.DRAM_ACTIVE: "not_supported", **MIG_REFUSED}
     assert sample.get(Entity(1, 1), Field.DRAM_ACTIVE) is None
     assert sample.get(Entity(1, 1), Field.SM_ACTIVE) is not None
 
@@ -262,14 +287,18 @@ async def test_nvml_driver_without_memory_v2_falls_back_to_v1(
 async def test_nvml_without_per_instance_gpm_keeps_the_rest(
     fake: ModuleType, source: NvmlSource, clock: ManualClock
 ) -> None:
-    """When GPU-instance GPM is not supported, GPU instances lack ratios but compute instances and memory remain."""
+    """When GPU-instance GPM is not supported, GPU instances lack ratios and PCIe traffic (absent with the reason),
+    but compute instances and memory remain."""
     fake.driver().refused["nvmlGpmMigSampleGet"] = fake.NVML_ERROR_NOT_SUPPORTED
     _, samples = await two_cycles(source, clock)
     sample = samples[4]
     assert sample.get(Entity(4, 1), Field.GR_ENGINE_ACTIVE) is None
     assert sample.get(Entity(4, 1), Field.MEMORY_USED) is not None
     assert sample.get(Entity(4, 1, 0), Field.GR_ENGINE_ACTIVE) == pytest.approx(0.9, abs=ACTIVITY_TOLERANCE)
-    assert sample.unsupported == {}
+    assert sample.unsupported == {
+        **MIG_REFUSED,
+        **dict.fromkeys((Field.PCIE_TX_RATE, Field.PCIE_RX_RATE), "not_supported"),
+    }
 
 
 async def test_nvml_refused_power_and_temperature_are_absent_with_reason(
@@ -279,7 +308,11 @@ async def test_nvml_refused_power_and_temperature_are_absent_with_reason(
     fake.driver().refused["nvmlDeviceGetPowerUsage"] = fake.NVML_ERROR_NOT_SUPPORTED
     fake.driver().refused["nvmlDeviceGetTemperature"] = fake.NVML_ERROR_FUNCTION_NOT_FOUND
     _, samples = await two_cycles(source, clock)
-    assert samples[0].unsupported == {Field.POWER: "not_supported", Field.TEMPERATURE: "function_not_found"}
+    assert samples[0].unsupported == {
+        Field.POWER: "not_supported",
+        Field.TEMPERATURE: "function_not_found",
+        **MIG_REFUSED,
+    }
     assert samples[0].get(Entity(0), Field.POWER) is None
     assert samples[0].get(Entity(0), Field.MEMORY_USED) is not None
 
@@ -503,3 +536,50 @@ async def test_nvml_unprivileged_never_publishes_the_catalog_size_as_the_gpu_tot
     topology = await source.discover()  # ... and remembered when refused again
     sample = await source.sample(topology.gpus[1])
     assert sample.get(Entity(1), Field.MEMORY_TOTAL) == H100_DRIVER_TOTAL_MIB * 2**20
+
+
+@pytest.mark.parametrize(
+    ("function", "fields"),
+    [
+        ("nvmlDeviceGetClockInfo", (Field.SM_CLOCK, Field.MEMORY_CLOCK)),
+        ("nvmlDeviceGetTotalEnergyConsumption", (Field.ENERGY,)),
+        ("nvmlDeviceGetPcieReplayCounter", (Field.PCIE_REPLAYS,)),
+        ("nvmlDeviceGetEncoderUtilization", (Field.ENCODER_UTIL,)),
+        ("nvmlDeviceGetDecoderUtilization", (Field.DECODER_UTIL,)),
+        ("nvmlDeviceGetFieldValues", (Field.MEMORY_TEMPERATURE, Field.NVLINK_RATE)),
+        ("nvmlDeviceGetRemappedRows", REMAPPED),
+        ("nvmlDeviceGetUtilizationRates", (Field.GPU_UTIL, Field.MEMORY_COPY_UTIL)),
+    ],
+)
+async def test_nvml_refused_health_reads_are_absent_with_reason(
+    fake: ModuleType, source: NvmlSource, clock: ManualClock, function: str, fields: tuple[Field, ...]
+) -> None:
+    """A GPU-wide read the driver refuses leaves only its fields absent, each with the reason; the rest stay."""
+    fake.driver().refused[function] = fake.NVML_ERROR_NO_PERMISSION
+    _, samples = await two_cycles(source, clock)
+    whole = samples[7]  # MIG disabled: every one of these reads is tried
+    assert whole.unsupported == dict.fromkeys(fields, "no_permission")
+    assert not set(fields) & set(whole.values[Entity(7)])
+    assert Field.POWER in whole.values[Entity(7)] and Field.SM_ACTIVE in whole.values[Entity(7)]
+
+
+async def test_nvml_field_value_with_its_own_error_drops_only_that_field(
+    fake: ModuleType, source: NvmlSource, dgx: Simulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nvmlDeviceGetFieldValues succeeds but one value carries its own nvmlReturn: that field alone is absent."""
+    real = fake.nvmlDeviceGetFieldValues
+
+    def no_nvlink(handle: object, ids: list[object]) -> object:
+        values = real(handle, ids)
+        for fv in values:
+            if fv.fieldId != fake.NVML_FI_DEV_MEMORY_TEMP:
+                fv.nvmlReturn = fake.NVML_ERROR_NOT_SUPPORTED  # a GPU without NVLink
+        return values
+
+    monkeypatch.setattr(fake, "nvmlDeviceGetFieldValues", no_nvlink)
+    _, samples = await two_cycles(source, clock)
+    whole = samples[7]
+    assert whole.unsupported == {Field.NVLINK_RATE: "not_supported"}
+    assert whole.get(Entity(7), Field.MEMORY_TEMPERATURE) == dgx.sample(7, clock.now).get(
+        Entity(7), Field.MEMORY_TEMPERATURE
+    )

@@ -84,13 +84,55 @@ def test_dgx_h100_scenario_has_the_promised_shape(dgx: Simulator) -> None:
     assert len(set(uuids)) == len(uuids) and all(u.startswith("MIG-") for u in uuids)
 
 
+GPU_WIDE = (
+    Field.POWER,
+    Field.TEMPERATURE,
+    Field.SM_CLOCK,
+    Field.MEMORY_CLOCK,
+    Field.MEMORY_TEMPERATURE,
+    Field.ENERGY,
+    Field.PCIE_REPLAYS,
+    Field.MEMORY_RESERVED,
+    Field.REMAPPED_ROWS_CORRECTABLE,
+    Field.REMAPPED_ROWS_UNCORRECTABLE,
+    Field.ROW_REMAP_FAILURE,
+    Field.NVLINK_RATE,
+    Field.ENCODER_UTIL,
+    Field.DECODER_UTIL,
+)
+COUNTERS = (Field.ENERGY, Field.PCIE_REPLAYS, Field.REMAPPED_ROWS_CORRECTABLE)
+
+
 def test_sample_reports_gpu_wide_values_only_on_the_gpu_entity(dgx: Simulator) -> None:
-    """Power and temperature belong to the GPU, never to an instance."""
-    sample = dgx.sample(0, T0)
-    assert Field.POWER in sample.values[Entity(0)]
-    for entity, values in sample.values.items():
-        if entity.gi is not None:
-            assert Field.POWER not in values and Field.TEMPERATURE not in values
+    """Power, temperatures, clocks, energy, replays, remapped rows and NVLink belong to the GPU, never to an instance;
+    PCIe traffic to each GPU instance (and a MIG-disabled GPU); NVML-style utilization only to a MIG-disabled GPU."""
+    for gpu in range(8):
+        sample = dgx.sample(gpu, T0)
+        assert set(GPU_WIDE) <= set(sample.values[Entity(gpu)])
+        whole_only = {Field.GPU_UTIL, Field.MEMORY_COPY_UTIL, Field.PCIE_TX_RATE, Field.PCIE_RX_RATE}
+        assert (whole_only <= set(sample.values[Entity(gpu)])) == (gpu == 7)
+        for entity, values in sample.values.items():
+            if entity.gi is not None:
+                assert not set(GPU_WIDE) & set(values)
+                assert (Field.PCIE_TX_RATE in values) == (entity.ci is None)
+
+
+def test_counters_never_go_down_not_even_across_a_repartition(dgx: Simulator) -> None:
+    """Energy, PCIe replays and NVML's NVLink counter (only without MIG) grow with time; a re-partition resets none."""
+    last: dict[tuple[int, Field], float] = {}
+    for step in range(0, 7 * 86400, 5 * 3600 + 7):
+        if step > 3 * 86400 and dgx.topology().gpus[0].instances[0].profile == "1g.10gb":
+            dgx.repartition(0, dgx.scenario.gpus[1].instances)
+        for gpu in range(8):
+            values = dgx.sample(gpu, T0 + step).values[Entity(gpu)]
+            for fld in COUNTERS:
+                assert values[fld] >= last.get((gpu, fld), 0.0), (gpu, fld, step)
+                last[(gpu, fld)] = values[fld]
+    assert all(last[(gpu, Field.ENERGY)] > 0 for gpu in range(8))
+    kib = [dgx.nvlink_kib(7, T0 + step) for step in range(0, 86400, 3600)]
+    assert kib == sorted(kib) and kib[-1] > kib[0] and dgx.nvlink_kib(0, T0 + 86400) == 0  # MIG: no NVLink traffic
+    rate = dgx.sample(7, T0).values[Entity(7)][Field.NVLINK_RATE]
+    assert rate > 0 and rate % (1000 * 1024) == 0  # a whole number of DCGM's units
 
 
 def test_memory_used_follows_pattern_times_instance_memory(demo: Simulator) -> None:

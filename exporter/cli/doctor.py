@@ -57,6 +57,9 @@ FIXES = {
     "gpu_is_lost": "look for Xid 79 (fallen off the bus) in `dmesg`: the GPU needs a reset or a reboot",
     "hung": "a driver call has not returned: check that `nvidia-smi` answers",
     "deadline": "a driver call took longer than --deadline: check that `nvidia-smi` answers, or raise --deadline",
+    "no_memory_v2": "the driver has no nvmlDeviceGetMemoryInfo_v2, which reports reserved memory: upgrade it",
+    "unknown_field": "this DCGM release does not know the field: upgrade DCGM (datacenter-gpu-manager-4)",
+    "profiling_multi_pass": "DCGM's profiler cannot watch these fields with the activity ratios in one pass here",
 }
 NVML_FIX = "install the NVIDIA driver (libnvidia-ml.so.1) and nvidia-ml-py (`pip install nvidia-ml-py`)"
 

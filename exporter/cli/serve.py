@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import TypeVar
 
@@ -22,9 +23,8 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.cli.settings import OPTIONS, Settings, add_option_flags, unknown_variables
-from exporter.exposition.dcgm import builders_for
-from exporter.exposition.native import native_families
-from exporter.exposition.pods import pod_families, with_pod_labels
+from exporter.exposition.dcgm import ALL, DcgmOptions, builders_for
+from exporter.exposition.pods import dcgm_holder_key, pod_families, with_pod_labels
 from exporter.exposition.publish import Exposition
 from exporter.http.connections import LISTEN_BACKLOG, ConnectionLimit, connection_limit
 from exporter.http.requestlog import ClientLog, loop_exception_handler
@@ -48,12 +48,24 @@ def add_parser(commands: argparse._SubParsersAction[P]) -> None:
     add_option_flags(serve, OPTIONS)
 
 
-def _exposition(names: str, attribution: PodAttributionRefresher | None, pod_labels: bool) -> Exposition:
-    """The families to render for `--names`, plus pod attribution when a kubelet socket is set."""
-    builders = list(builders_for(names))
+def node_name() -> str:
+    """The node's name as dcgm-exporter labels it: NODE_NAME (set from the pod spec in Kubernetes), else the host's."""
+    return os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def _exposition(settings: Settings, attribution: PodAttributionRefresher | None) -> Exposition:
+    """The families to render for `--names`, plus pod attribution when a kubelet socket is set.
+
+    With attribution on, dcgm-exporter's names carry namespace, pod and container as it adds them in
+    Kubernetes; the native series carry them only with --pod-labels.
+    """
+    dcgm = DcgmOptions(node_name(), settings.dcgm_hostname_label, settings.collectors or ALL)
+    builders = list(builders_for(settings.names, dcgm))
     if attribution is not None:
-        if pod_labels:
-            builders = [with_pod_labels(b, attribution) if b is native_families else b for b in builders]
+        if settings.pod_labels:
+            builders[0] = with_pod_labels(builders[0], attribution)
+        if settings.names == "dcgm":
+            builders[-1] = with_pod_labels(builders[-1], attribution, ("DCGM_FI_",), dcgm_holder_key)
         builders.append(pod_families(attribution))
     return Exposition(builders)
 
@@ -95,7 +107,7 @@ def run(settings: Settings) -> int:
     connections = ConnectionLimit(limit, clients)
     app = build_app(
         sampler,
-        _exposition(settings.names, refresher, settings.pod_labels),
+        _exposition(settings, refresher),
         refresher,
         web_config=web_config,
         connections=connections,

@@ -16,6 +16,8 @@ from typing import Any
 from exporter import yamlfile
 from exporter.contract import defaults
 from exporter.excerpt import excerpt
+from exporter.exposition.counters import read_counters
+from exporter.exposition.dcgm import DcgmSelection
 from exporter.sources import FACTORIES as SOURCES
 
 ENV_PREFIX = "MIG_EXPORTER_"
@@ -204,6 +206,22 @@ class Settings:
             "metric names: native, or dcgm to also serve dcgm-exporter's names and labels",
         )
     )
+    collectors: DcgmSelection | None = field(
+        metadata=_option(
+            read_counters,
+            None,
+            "--names dcgm: dcgm-exporter counters CSV (its etc/default-counters.csv format) choosing the dcgm "
+            "families to serve (default: every one mig-exporter reads)",
+            "FILE",
+        )
+    )
+    dcgm_hostname_label: str = field(
+        metadata=_option(
+            Choice("Hostname", "hostname"),
+            "Hostname",
+            "--names dcgm: the label naming the node (dcgm-exporter's newer releases say hostname)",
+        )
+    )
     kubelet_socket: str = field(
         metadata=_option(
             str,
@@ -310,4 +328,6 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] = os.env
                 break
         else:
             values[option.key] = None
+    if values["collectors"] is not None and values["names"] != "dcgm":
+        raise ConfigError("collectors: a counters file picks the dcgm-exporter families: add --names dcgm")
     return Settings(**values)

@@ -53,6 +53,53 @@ GPU_ACTIVITY = {
     f: Family(f"mig_gpu_{f.value}_ratio", f"{ACTIVITY_HELP[f]}, whole GPU with MIG disabled; {SAMPLED_NOTE}", GPU)
     for f in ACTIVITY_FIELDS
 }
+GPU_SM_CLOCK = Family("mig_gpu_sm_clock_hertz", "SM clock of the GPU", GPU)
+GPU_MEMORY_CLOCK = Family("mig_gpu_memory_clock_hertz", "Memory clock of the GPU", GPU)
+GPU_MEMORY_TEMPERATURE = Family("mig_gpu_memory_temperature_celsius", "GPU memory (HBM) temperature", GPU)
+GPU_ENERGY = Family(
+    "mig_gpu_energy_joules", "Energy the whole GPU consumed since the driver was loaded", GPU, kind="counter"
+)
+GPU_PCIE_REPLAYS = Family("mig_gpu_pcie_replays", "PCIe replays (retries) of the GPU", GPU, kind="counter")
+GPU_MEMORY_RESERVED = Family("mig_gpu_memory_reserved_bytes", "Memory the driver reserves on the GPU", GPU)
+GPU_REMAPPED_ROWS = Family(
+    "mig_gpu_remapped_rows",
+    "Memory rows remapped, by the kind of error that caused it (correctable, uncorrectable)",
+    (*GPU, "kind"),
+    kind="counter",
+)
+GPU_ROW_REMAP_FAILURE = Family(
+    "mig_gpu_row_remap_failure", "1 when a memory row remapping failed (the GPU needs service), else 0", GPU
+)
+GPU_NVLINK = Family(
+    "mig_gpu_nvlink_bytes_per_second",
+    f"NVLink data received and transmitted over all links; {SAMPLED_NOTE}",
+    GPU,
+)
+GPU_UTILIZATION = Family(
+    "mig_gpu_utilization_ratio",
+    f"Fraction of time one or more kernels ran, whole GPU with MIG disabled (NVML utilization); {SAMPLED_NOTE}",
+    GPU,
+)
+GPU_MEMORY_COPY_UTILIZATION = Family(
+    "mig_gpu_memory_copy_utilization_ratio",
+    f"Fraction of time device memory was read or written, whole GPU with MIG disabled; {SAMPLED_NOTE}",
+    GPU,
+)
+GPU_ENCODER_UTILIZATION = Family("mig_gpu_encoder_utilization_ratio", "Fraction of time the video encoders ran", GPU)
+GPU_DECODER_UTILIZATION = Family("mig_gpu_decoder_utilization_ratio", "Fraction of time the video decoders ran", GPU)
+PCIE_HELP = {
+    Field.PCIE_TX_RATE: "PCIe data transmitted (headers and payload)",
+    Field.PCIE_RX_RATE: "PCIe data received (headers and payload)",
+}
+PCIE_NAMES = {Field.PCIE_TX_RATE: "transmit", Field.PCIE_RX_RATE: "receive"}
+GPU_PCIE = {
+    f: Family(
+        f"mig_gpu_pcie_{PCIE_NAMES[f]}_bytes_per_second",
+        f"{PCIE_HELP[f]}, whole GPU with MIG disabled; {SAMPLED_NOTE}",
+        GPU,
+    )
+    for f in PCIE_HELP
+}
 
 # GPU instances
 INSTANCE_INFO = Family(
@@ -67,6 +114,14 @@ INSTANCE_ACTIVITY = {
         f"mig_instance_{f.value}_ratio", f"{ACTIVITY_HELP[f]}, relative to the GPU instance; {SAMPLED_NOTE}", INSTANCE
     )
     for f in ACTIVITY_FIELDS
+}
+INSTANCE_PCIE = {
+    f: Family(
+        f"mig_instance_pcie_{PCIE_NAMES[f]}_bytes_per_second",
+        f"{PCIE_HELP[f]} by the GPU instance; {SAMPLED_NOTE}",
+        INSTANCE,
+    )
+    for f in PCIE_HELP
 }
 INSTANCE_MEMORY_USED = Family("mig_instance_memory_used_bytes", "Memory used in the GPU instance", INSTANCE)
 INSTANCE_MEMORY_TOTAL = Family("mig_instance_memory_total_bytes", "Memory of the GPU instance", INSTANCE)

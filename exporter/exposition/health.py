@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from exporter import __version__
 from exporter.contract import families as fam
@@ -16,17 +16,38 @@ def _errors(snapshot: Snapshot) -> list[Row]:
     return sorted(snapshot.errors.items())
 
 
-def _field_support(snapshot: Snapshot) -> Iterator[Row]:
-    """Per GPU and field: 1 where some entity has it, 0 with the reason where the source cannot read it."""
-    for index, sample in sorted(snapshot.samples.items()):
-        gpu = str(index)
-        present = set().union(*sample.values.values())
-        unsupported = sample.unsupported
-        for fld, name in _FIELD_NAMES:
-            if fld in unsupported:
-                yield (gpu, name, unsupported[fld]), 0
-            elif fld in present:
-                yield (gpu, name, ""), 1
+def _field_support(not_read: Mapping[str, str]) -> Callable[[Snapshot], Iterator[Row]]:
+    """Per GPU and field: 1 where some entity has it, 0 with the reason where the source cannot read it.
+
+    `not_read` names fields the exporter does not read at all (a counters file may list them), with the reason.
+    """
+    extra = sorted(not_read.items())
+
+    def rows(snapshot: Snapshot) -> Iterator[Row]:
+        for index, sample in sorted(snapshot.samples.items()):
+            gpu = str(index)
+            present = set().union(*sample.values.values())
+            unsupported = sample.unsupported
+            for fld, name in _FIELD_NAMES:
+                if fld in unsupported:
+                    yield (gpu, name, unsupported[fld]), 0
+                elif fld in present:
+                    yield (gpu, name, ""), 1
+            for name, reason in extra:
+                yield (gpu, name, reason), 0
+
+    return rows
+
+
+def health_families(not_read: Mapping[str, str] | None = None) -> Builder:
+    """The exporter's own families; `not_read` adds fields it does not read to `mig_exporter_field_supported`."""
+    field_support = _field_support(not_read or {})
+
+    def build(snapshot: Snapshot) -> Iterator[AnyFamily]:
+        yield from _health(snapshot)
+        yield DynamicFamily.of(fam.FIELD_SUPPORTED, field_support)
+
+    return Builder(build)
 
 
 def _health(snapshot: Snapshot) -> Iterator[AnyFamily]:
@@ -43,7 +64,6 @@ def _health(snapshot: Snapshot) -> Iterator[AnyFamily]:
     changes = FamilyTemplate.of(fam.TOPOLOGY_CHANGES, SnapshotValue(lambda s: s.topology_changes))
     changes.add([], None)
     yield changes
-    yield DynamicFamily.of(fam.FIELD_SUPPORTED, _field_support)
 
 
-exporter_families = Builder(_health)
+exporter_families = health_families()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from exporter.contract import families as fam
 from exporter.exposition.series import (
     CONSTANT,
+    ENTITY_FIELDS,
     AnyFamily,
     Builder,
     EntityField,
@@ -26,6 +27,34 @@ GPU_FIELDS: dict[Field, fam.Family] = {
     Field.MEMORY_USED: fam.GPU_MEMORY_USED,
     Field.POWER: fam.GPU_POWER,
     Field.TEMPERATURE: fam.GPU_TEMPERATURE,
+    Field.SM_CLOCK: fam.GPU_SM_CLOCK,
+    Field.MEMORY_CLOCK: fam.GPU_MEMORY_CLOCK,
+    Field.MEMORY_TEMPERATURE: fam.GPU_MEMORY_TEMPERATURE,
+    Field.ENERGY: fam.GPU_ENERGY,
+    Field.PCIE_REPLAYS: fam.GPU_PCIE_REPLAYS,
+    Field.MEMORY_RESERVED: fam.GPU_MEMORY_RESERVED,
+    Field.ROW_REMAP_FAILURE: fam.GPU_ROW_REMAP_FAILURE,
+    Field.NVLINK_RATE: fam.GPU_NVLINK,
+    Field.ENCODER_UTIL: fam.GPU_ENCODER_UTILIZATION,
+    Field.DECODER_UTIL: fam.GPU_DECODER_UTILIZATION,
+}
+# Remapped rows: one family, a series per kind.
+REMAPPED_ROWS: dict[str, Field] = {
+    "correctable": Field.REMAPPED_ROWS_CORRECTABLE,
+    "uncorrectable": Field.REMAPPED_ROWS_UNCORRECTABLE,
+}
+# Read on the GPU entity only where MIG is disabled (with MIG on, on the GPU instances).
+WHOLE_GPU_FIELDS: dict[Field, fam.Family] = {
+    **fam.GPU_ACTIVITY,
+    Field.GPU_UTIL: fam.GPU_UTILIZATION,
+    Field.MEMORY_COPY_UTIL: fam.GPU_MEMORY_COPY_UTILIZATION,
+    **fam.GPU_PCIE,
+}
+# Read on every GPU instance.
+INSTANCE_FIELDS: dict[Field, fam.Family] = {
+    **fam.INSTANCE_ACTIVITY,
+    Field.MEMORY_USED: fam.INSTANCE_MEMORY_USED,
+    **fam.INSTANCE_PCIE,
 }
 
 
@@ -53,7 +82,12 @@ def _gpu_families(topology: Topology) -> Iterator[FamilyTemplate]:
         for gpu in topology.gpus:
             scalar.add(_gpu_labels(gpu), Entity(gpu.index))
         yield scalar
-    for fld, family in fam.GPU_ACTIVITY.items():  # whole-GPU activity only where MIG is disabled
+    rows = FamilyTemplate.of(fam.GPU_REMAPPED_ROWS, ENTITY_FIELDS)
+    for gpu in topology.gpus:
+        for kind, fld in REMAPPED_ROWS.items():
+            rows.add([*_gpu_labels(gpu), kind], (Entity(gpu.index), fld))
+    yield rows
+    for fld, family in WHOLE_GPU_FIELDS.items():  # whole-GPU activity and I/O only where MIG is disabled
         activity = FamilyTemplate.of(family, EntityField(fld))
         for gpu in topology.gpus:
             if not gpu.mig_enabled:
@@ -78,7 +112,7 @@ def _instance_families(topology: Topology) -> Iterator[FamilyTemplate]:
         compute.add(_instance_key(gpu, inst), inst.compute_slices)
         memory.add(_instance_key(gpu, inst), inst.memory_slices)
     yield from (compute, memory)
-    for fld, family in (*fam.INSTANCE_ACTIVITY.items(), (Field.MEMORY_USED, fam.INSTANCE_MEMORY_USED)):
+    for fld, family in INSTANCE_FIELDS.items():
         values = FamilyTemplate.of(family, EntityField(fld))
         for gpu, inst in instances:
             values.add(_instance_key(gpu, inst), Entity(gpu.index, inst.gi))

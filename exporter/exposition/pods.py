@@ -6,7 +6,7 @@ attribution builds their series again at the next sample, and the kubelet is nev
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from exporter.contract import families as fam
 from exporter.exposition.series import CONSTANT, AnyFamily, Builder, FamilyTemplate, Series, SnapshotValue
@@ -63,11 +63,27 @@ def _kubelet_up(provider: AttributionProvider) -> float | None:
     return None if up is None else 1 if up else 0
 
 
-def with_pod_labels(builder: Builder, provider: AttributionProvider) -> Builder:
+def native_holder_key(labels: Mapping[str, str]) -> _LabelKey:
+    """The (gpu, gi, ci) a native series is about, from its labels."""
+    return labels.get("gpu", ""), labels.get("gi", ""), labels.get("ci", "")
+
+
+def dcgm_holder_key(labels: Mapping[str, str]) -> _LabelKey:
+    """The (gpu, gi, ci) a dcgm-exporter series is about: a GPU instance (GPU_I_ID) or a whole GPU."""
+    return labels.get("gpu", ""), labels.get("GPU_I_ID", ""), ""
+
+
+def with_pod_labels(
+    builder: Builder,
+    provider: AttributionProvider,
+    prefixes: tuple[str, ...] = fam.ENTITY_PREFIXES,
+    key: Callable[[Mapping[str, str]], _LabelKey] = native_holder_key,
+) -> Builder:
     """`builder` with namespace, pod and container labels on the series of held GPUs, instances and CIs.
 
-    A GPU instance carries the holders of all its compute instances. Several holders of one
-    entity (time-slicing) are joined with commas, position by position, so every entity
+    Only families whose names start with one of `prefixes` get them; `key` tells from a series' labels
+    which entity it is about. A GPU instance carries the holders of all its compute instances. Several
+    holders of one entity (time-slicing) are joined with commas, position by position, so every entity
     keeps exactly one series and sums over instances stay right.
     """
     resolved = _Resolved(provider)
@@ -75,8 +91,8 @@ def with_pod_labels(builder: Builder, provider: AttributionProvider) -> Builder:
     def build(snapshot: Snapshot) -> Iterator[AnyFamily]:
         held = resolved.update(snapshot.topology).by_labels
         for family in builder.families(snapshot):
-            if held and isinstance(family, FamilyTemplate) and family.name.startswith(fam.ENTITY_PREFIXES):
-                family.series = [Series(_with_holders(s.labels, held), s.key) for s in family.series]
+            if held and isinstance(family, FamilyTemplate) and family.name.startswith(prefixes):
+                family.series = [Series(_with_holders(s.labels, held, key), s.key) for s in family.series]
             yield family
 
     def shape(snapshot: Snapshot) -> object:
@@ -89,8 +105,12 @@ def _label(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def _with_holders(labels: Mapping[str, str], held: dict[_LabelKey, tuple[Holder, ...]]) -> Mapping[str, str]:
-    holders = held.get((labels.get("gpu", ""), labels.get("gi", ""), labels.get("ci", "")))
+def _with_holders(
+    labels: Mapping[str, str],
+    held: dict[_LabelKey, tuple[Holder, ...]],
+    key: Callable[[Mapping[str, str]], _LabelKey],
+) -> Mapping[str, str]:
+    holders = held.get(key(labels))
     if not holders:
         return labels
     return {

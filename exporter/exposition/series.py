@@ -39,6 +39,25 @@ class Reader:
     def values(self, snapshot: Snapshot, rows: Rows, keys: Sequence[Any]) -> Iterable[float | None]:
         raise NotImplementedError
 
+    def texts(
+        self,
+        snapshot: Snapshot,
+        rows: Rows,
+        keys: Sequence[Any],
+        text: Callable[[float], str],
+        memo: Mapping[float, str],
+    ) -> list[str | None]:
+        """Each series' value as `text` writes it (with `memo` of recent ones), or None where absent."""
+        out: list[str | None] = []
+        append = out.append
+        for value in self.values(snapshot, rows, keys):
+            if value is None:
+                append(None)
+            else:
+                known = memo.get(value)
+                append(known if known is not None else text(value))
+        return out
+
 
 class Constant(Reader):
     """The key is the value: identity series (`*_info`, always 1) and topology facts (slice counts)."""
@@ -71,6 +90,46 @@ class EntityField(Reader):
             value = None if values is None else values.get(fld)
             append(value if value is None or transform is None else transform(value))
         return out
+
+    def texts(
+        self,
+        snapshot: Snapshot,
+        rows: Rows,
+        keys: Sequence[int],
+        text: Callable[[float], str],
+        memo: Mapping[float, str],
+    ) -> list[str | None]:
+        # The values() and texts() loops in one: most families read one field per entity, every sample.
+        fld, transform = self.field, self.transform
+        out: list[str | None] = []
+        append = out.append
+        get = memo.get
+        for row in keys:
+            values = rows[row]
+            value = None if values is None else values.get(fld)
+            if value is None:
+                append(None)
+                continue
+            if transform is not None:
+                value = transform(value)
+            known = get(value)
+            append(known if known is not None else text(value))
+        return out
+
+
+class EntityFields(Reader):
+    """The key is (Entity, Field): series of one family reading different fields (remapped rows by kind)."""
+
+    __slots__ = ()
+
+    def compile(self, key: tuple[Entity, Field], row_of: RowOf) -> tuple[int, Field]:
+        return row_of(key[0]), key[1]
+
+    def values(self, snapshot: Snapshot, rows: Rows, keys: Sequence[tuple[int, Field]]) -> Iterable[float | None]:
+        return [None if (values := rows[row]) is None else values.get(fld) for row, fld in keys]
+
+
+ENTITY_FIELDS = EntityFields()
 
 
 @dataclass(frozen=True, slots=True)

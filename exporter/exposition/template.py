@@ -180,15 +180,7 @@ class _Static:
     def fill(self, snapshot: Snapshot, rows: Rows, text: ValueText, out: dict[Format, list[str]]) -> int:
         bodies = self.bodies
         if bodies is None:
-            memo = text.memo
-            texts: list[str | None] = []
-            append = texts.append
-            for value in self.reader.values(snapshot, rows, self.keys):
-                if value is None:
-                    append(None)
-                else:
-                    known = memo.get(value)
-                    append(known if known is not None else text(value))
+            texts = self.reader.texts(snapshot, rows, self.keys, text, text.memo)
             bodies = {}
             made: dict[int, str] = {}
             for fmt in out:
@@ -222,10 +214,17 @@ class _Dynamic:
         self.headers = headers
         self._limit = limit
         self._prefixes: dict[tuple[str, ...], dict[Format, str]] = {}
+        # The last sample's rows and their bodies: these families (field support, error counts) rarely change
+        # from one sample to the next, so an unchanged set of rows reuses its text.
+        self._last: list[Row] | None = None
+        self._bodies: dict[Format, str] = {}
 
     def prepare(self, snapshot: Snapshot) -> Generator[None, None, list[Row]]:
         """This sample's rows, with the prefixes of label sets not seen before rendered in batches."""
         series: list[Row] = list(self.family.rows(snapshot))
+        if self._last is not None and _same_rows(series, self._last):
+            return self._last  # every label set has its prefix, and fill reuses the bodies
+        self._last, self._bodies = None, {}
         unseen = list(dict.fromkeys(labels for labels, _ in series if labels not in self._prefixes))
         if len(self._prefixes) + len(unseen) > max(self._limit, 2 * len(series)):  # forget label sets gone by
             self._prefixes.clear()
@@ -241,11 +240,25 @@ class _Dynamic:
         return series
 
     def fill(self, series: list[Row], text: ValueText, out: dict[Format, list[str]]) -> int:
-        prefixes = self._prefixes
+        prefixes, bodies = self._prefixes, self._bodies
+        self._last = series
         for fmt, parts in out.items():
+            body = bodies.get(fmt)
+            if body is None:
+                body = bodies[fmt] = "".join(
+                    part for labels, value in series for part in (prefixes[labels][fmt], text(value))
+                )
             parts.append(self.headers[fmt])
-            parts.extend(part for labels, value in series for part in (prefixes[labels][fmt], text(value)))
+            parts.append(body)
         return len(series)
+
+
+def _same_rows(rows: list[Row], last: list[Row]) -> bool:
+    """Equal rows, zeros of the same sign included (-0.0 == 0.0, but they are written apart)."""
+    if rows != last:
+        return False
+    pairs = zip(rows, last, strict=True)
+    return all(math.copysign(1.0, a) == math.copysign(1.0, b) for (_, a), (_, b) in pairs if not a)
 
 
 class Template:

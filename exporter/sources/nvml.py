@@ -54,13 +54,35 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# GPM metric IDs (nvml.h nvmlGpmMetricId_t); values are percentages 0..100.
+# GPM metric IDs (nvml.h nvmlGpmMetricId_t): the ratios are percentages 0..100, PCIe traffic is MiB/s.
 GPM_METRICS: tuple[tuple[Field, int], ...] = (
     (Field.GR_ENGINE_ACTIVE, 1),  # NVML_GPM_METRIC_GRAPHICS_UTIL
     (Field.SM_ACTIVE, 2),  # NVML_GPM_METRIC_SM_UTIL
     (Field.SM_OCCUPANCY, 3),  # NVML_GPM_METRIC_SM_OCCUPANCY
     (Field.TENSOR_ACTIVE, 5),  # NVML_GPM_METRIC_ANY_TENSOR_UTIL
     (Field.DRAM_ACTIVE, 10),  # NVML_GPM_METRIC_DRAM_BW_UTIL
+    (Field.PCIE_TX_RATE, 20),  # NVML_GPM_METRIC_PCIE_TX_PER_SEC
+    (Field.PCIE_RX_RATE, 21),  # NVML_GPM_METRIC_PCIE_RX_PER_SEC
+)
+GPM_FIELDS: tuple[Field, ...] = tuple(fld for fld, _ in GPM_METRICS)
+GPM_BYTE_RATES = frozenset({Field.PCIE_TX_RATE, Field.PCIE_RX_RATE})
+MIB = 1024**2
+
+# nvmlDeviceGetFieldValues: field IDs (nvml.h NVML_FI_*) and the scope of all NVLinks (UINT_MAX, as DCGM passes it).
+FI_DEV_MEMORY_TEMP = 82
+FI_DEV_NVLINK_THROUGHPUT_DATA_TX = 138  # KiB, a counter
+FI_DEV_NVLINK_THROUGHPUT_DATA_RX = 139
+ALL_NVLINKS = 0xFFFFFFFF
+KIB = 1024
+# c_nvmlValue_t member for each nvmlValueType_t (NVML_VALUE_TYPE_*).
+_VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
+# Read on the GPU handle every cycle, one call each: (field, NVML function, arguments, scale to base units).
+# The clock type arguments are nvmlClockType_t (NVML_CLOCK_SM = 1, NVML_CLOCK_MEM = 2).
+_GPU_READS: tuple[tuple[Field, str, tuple[int, ...], float], ...] = (
+    (Field.SM_CLOCK, "nvmlDeviceGetClockInfo", (1,), 1e6),  # MHz
+    (Field.MEMORY_CLOCK, "nvmlDeviceGetClockInfo", (2,), 1e6),
+    (Field.ENERGY, "nvmlDeviceGetTotalEnergyConsumption", (), 1e-3),  # millijoules
+    (Field.PCIE_REPLAYS, "nvmlDeviceGetPcieReplayCounter", (), 1.0),
 )
 
 # NVML documents that two GPM samples must be at least 100 ms apart.
@@ -186,6 +208,7 @@ class NvmlSource:
         self._busy: dict[int, object] = {}  # GPU index -> token of the call running on it
         self._gpm: dict[int, dict[Entity, _GpmBuffers]] = {}  # per GPU; touched only by that GPU's call
         self._metrics_get: dict[int, Any] = {}  # one nvmlGpmMetricsGet struct per GPU, reused
+        self._nvlink: dict[int, tuple[float, float]] = {}  # per GPU: (time, NVLink bytes) of the last reading
         self._closed = False
         self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
         self._totals: dict[str, int] = {}  # GPU UUID -> memory total the driver reported once
@@ -270,6 +293,7 @@ class NvmlSource:
             model = _text(nvml.nvmlDeviceGetName(handle))
             uuid = _text(nvml.nvmlDeviceGetUUID(handle))
             board = board_for_model(model)
+            pci = self._optional(lambda: _text(nvml.nvmlDeviceGetPciInfo(handle).busId))
             mig_enabled, mig_pending = self._mig_mode(handle)
             gpm = self._gpm_supported(handle)
             parent_total = self._parent_total(handle)
@@ -294,6 +318,7 @@ class NvmlSource:
             mig_pending=mig_pending,
             memory_total_bytes=memory_total,
             instances=instances,
+            pci_bus_id=pci or "",
         )
         return _GpuHandles(
             gpu, handle, gpm, parent_total is not None, driver_total is not None, tuple(devices), tuple(empty)
@@ -485,11 +510,97 @@ class NvmlSource:
                 unsupported,
             )
             self._read_memory(h, values, gpu_values, unsupported)
+            self._read_health(h, gpu_values, unsupported)
             if h.gpm:
                 self._read_activity(h, values, unsupported)
             else:
-                unsupported.update(dict.fromkeys(ACTIVITY_FIELDS, "no_gpm"))
+                unsupported.update(dict.fromkeys(GPM_FIELDS, "no_gpm"))
         return GpuSample(gpu=index, values=values, unsupported=unsupported)
+
+    def _read_health(self, h: _GpuHandles, gpu_values: dict[Field, float], unsupported: dict[Field, str]) -> None:
+        """Clocks, energy, PCIe replays, remapped rows, utilization and the field values, on the GPU handle."""
+        nvml, handle = self._nvml, h.handle
+        for fld, name, args, scale in _GPU_READS:
+            read = partial(_scaled, getattr(nvml, name), (handle, *args), scale)
+            self._read_field(fld, read, gpu_values, unsupported)
+        self._read_fields(
+            lambda: nvml.nvmlDeviceGetRemappedRows(handle),
+            {0: Field.REMAPPED_ROWS_CORRECTABLE, 1: Field.REMAPPED_ROWS_UNCORRECTABLE, 3: Field.ROW_REMAP_FAILURE},
+            gpu_values,
+            unsupported,
+        )
+        self._read_field(
+            Field.ENCODER_UTIL, lambda: nvml.nvmlDeviceGetEncoderUtilization(handle)[0] / 100, gpu_values, unsupported
+        )
+        self._read_field(
+            Field.DECODER_UTIL, lambda: nvml.nvmlDeviceGetDecoderUtilization(handle)[0] / 100, gpu_values, unsupported
+        )
+        if not h.gpu.mig_enabled:  # NotSupported on a MIG-enabled GPU
+            self._read_fields(
+                lambda: _utilization(nvml.nvmlDeviceGetUtilizationRates(handle)),
+                {0: Field.GPU_UTIL, 1: Field.MEMORY_COPY_UTIL},
+                gpu_values,
+                unsupported,
+            )
+        self._read_field_values(h.gpu.index, handle, gpu_values, unsupported)
+
+    def _read_fields(
+        self,
+        read: Callable[[], tuple[float, ...]],
+        fields: dict[int, Field],
+        values: dict[Field, float],
+        unsupported: dict[Field, str],
+    ) -> None:
+        """Store the items of `read()` under `fields` (by position), or the driver's reason for all of them."""
+        try:
+            got = read()
+        except self._nvml.NVMLError as exc:
+            if int(exc.value) not in _UNAVAILABLE:
+                raise
+            unsupported.update(dict.fromkeys(fields.values(), error_reason(int(exc.value))))
+            return
+        for position, fld in fields.items():
+            values[fld] = float(got[position])
+
+    def _read_field_values(
+        self, index: int, handle: Any, values: dict[Field, float], unsupported: dict[Field, str]
+    ) -> None:
+        """Memory temperature and NVLink traffic (all links), through nvmlDeviceGetFieldValues in one call."""
+        nvml = self._nvml
+        requests = [
+            FI_DEV_MEMORY_TEMP,
+            (FI_DEV_NVLINK_THROUGHPUT_DATA_TX, ALL_NVLINKS),
+            (FI_DEV_NVLINK_THROUGHPUT_DATA_RX, ALL_NVLINKS),
+        ]
+        try:
+            got = nvml.nvmlDeviceGetFieldValues(handle, requests)
+        except nvml.NVMLError as exc:
+            if int(exc.value) not in _UNAVAILABLE:
+                raise
+            unsupported.update(
+                dict.fromkeys((Field.MEMORY_TEMPERATURE, Field.NVLINK_RATE), error_reason(int(exc.value)))
+            )
+            return
+        read = [_field_value(fv) for fv in got]
+        temperature, tx, rx = read
+        if isinstance(temperature, float):
+            values[Field.MEMORY_TEMPERATURE] = temperature
+        else:
+            unsupported[Field.MEMORY_TEMPERATURE] = error_reason(temperature)
+        if isinstance(tx, float) and isinstance(rx, float):
+            self._nvlink_rate(index, (tx + rx) * KIB, values, unsupported)
+        else:
+            unsupported[Field.NVLINK_RATE] = error_reason(tx if isinstance(tx, int) else int(rx))
+
+    def _nvlink_rate(self, index: int, total: float, values: dict[Field, float], unsupported: dict[Field, str]) -> None:
+        """Bytes per second since the previous reading of the NVLink counters (as DCGM turns them into a rate)."""
+        now = self._clock()
+        previous = self._nvlink.get(index)
+        self._nvlink[index] = (now, total)
+        if previous is None or now <= previous[0] or total < previous[1]:
+            unsupported[Field.NVLINK_RATE] = "warming_up"  # the first reading, or the counters were reset
+            return
+        values[Field.NVLINK_RATE] = (total - previous[1]) / (now - previous[0])
 
     def _read_memory(
         self,
@@ -520,6 +631,8 @@ class NvmlSource:
         )
         if parent is not None:
             gpu_values[Field.MEMORY_USED] = float(parent.used)
+            if hasattr(parent, "reserved"):  # memory info v2
+                gpu_values[Field.MEMORY_RESERVED] = float(parent.reserved)
         elif h.gpu.mig_enabled and complete:
             gpu_values[Field.MEMORY_USED] = used
         elif not h.gpu.mig_enabled and not h.parent_memory:
@@ -528,6 +641,10 @@ class NvmlSource:
         for fld in (Field.MEMORY_USED, Field.MEMORY_TOTAL):
             if fld not in present:
                 unsupported[fld] = refused.get(Field.MEMORY_USED, "no_permission")
+        if Field.MEMORY_RESERVED not in gpu_values:
+            unsupported[Field.MEMORY_RESERVED] = (
+                "no_memory_v2" if parent is not None else refused.get(Field.MEMORY_USED, "no_permission")
+            )
 
     def _read_field(
         self, fld: Field, read: Callable[[], float], values: dict[Field, float], unsupported: dict[Field, str]
@@ -595,9 +712,12 @@ class NvmlSource:
             return  # MIG on, no instances: nothing to measure
         failures: dict[Field, str] = {}
         for read in reads:
-            values.setdefault(read.entity, {}).update(self._gpm_ratios(index, pool, read, failures))
+            ratios = self._gpm_ratios(index, pool, read, failures)
+            if read.entity.ci is not None:  # I/O is reported per GPU instance; a compute instance keeps its ratios
+                ratios = {f: v for f, v in ratios.items() if f in ACTIVITY_FIELDS}
+            values.setdefault(read.entity, {}).update(ratios)
         present = {f for v in values.values() for f in v}
-        for fld in ACTIVITY_FIELDS:
+        for fld in GPM_FIELDS:
             if fld not in present:
                 unsupported[fld] = failures.get(fld, "warming_up")
         self._free_unused(pool, {read.entity for read in reads})
@@ -623,7 +743,7 @@ class NvmlSource:
         except nvml.NVMLError as exc:
             if int(exc.value) not in _UNAVAILABLE:
                 raise
-            failures.update(dict.fromkeys(ACTIVITY_FIELDS, error_reason(int(exc.value))))
+            failures.update(dict.fromkeys(GPM_FIELDS, error_reason(int(exc.value))))
             return {}  # this entity has no GPM reading (e.g. no per-GPU-instance GPM on this driver)
         had_previous = buffers.taken_at is not None
         buffers.samples = [current, previous]
@@ -648,7 +768,7 @@ class NvmlSource:
             if code != NVML_SUCCESS:
                 failures[fld] = error_reason(code)
             elif math.isfinite(value):
-                ratios[fld] = min(max(value / 100.0, 0.0), 1.0)
+                ratios[fld] = _gpm_value(fld, value)
         buffers.last = ratios
         return ratios
 
@@ -747,6 +867,33 @@ class NvmlSource:
             nvml.nvmlShutdown()
         except nvml.NVMLError as exc:
             log.debug("nvmlShutdown failed: %s", exc)
+
+
+def _gpm_value(fld: Field, value: float) -> float:
+    """A GPM metric in base units: MiB/s to bytes/s, percentages to ratios 0..1."""
+    if fld in GPM_BYTE_RATES:
+        return max(value, 0.0) * MIB
+    return min(max(value / 100.0, 0.0), 1.0)
+
+
+def _scaled(call: Callable[..., float], args: tuple[Any, ...], scale: float) -> float:
+    return float(call(*args)) * scale
+
+
+def _utilization(rates: Any) -> tuple[float, float]:
+    """nvmlUtilization_t's gpu and memory percentages as ratios."""
+    return int(rates.gpu) / 100, int(rates.memory) / 100
+
+
+def _field_value(fv: Any) -> float | int:
+    """One nvmlFieldValue_t: its value as a float, or its own nvmlReturn (an int) when it has none."""
+    code = int(fv.nvmlReturn)
+    if code != NVML_SUCCESS:
+        return code
+    member = _VALUE_MEMBERS[int(fv.valueType)] if 0 <= int(fv.valueType) < len(_VALUE_MEMBERS) else None
+    if member is None:
+        return NVML_ERROR_NOT_SUPPORTED
+    return float(getattr(fv.value, member))
 
 
 def _text(value: str | bytes) -> str:

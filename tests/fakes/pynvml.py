@@ -27,12 +27,19 @@ from collections.abc import Callable
 from ctypes import (
     POINTER,
     Structure,
+    Union,
     addressof,
     c_char,
     c_char_p,
     c_double,
+    c_int,
+    c_int64,
+    c_longlong,
     c_uint,
+    c_uint32,
+    c_ulong,
     c_ulonglong,
+    c_ushort,
     c_void_p,
     cast,
     create_string_buffer,
@@ -100,7 +107,32 @@ NVML_GPM_METRIC_SM_UTIL = 2
 NVML_GPM_METRIC_SM_OCCUPANCY = 3
 NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5
 NVML_GPM_METRIC_DRAM_BW_UTIL = 10
+NVML_GPM_METRIC_PCIE_TX_PER_SEC = 20
+NVML_GPM_METRIC_PCIE_RX_PER_SEC = 21
 NVML_GPM_METRIC_MAX = 477
+
+NVML_CLOCK_GRAPHICS = 0
+NVML_CLOCK_SM = 1
+NVML_CLOCK_MEM = 2
+NVML_CLOCK_VIDEO = 3
+
+NVML_VALUE_TYPE_DOUBLE = 0
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_VALUE_TYPE_UNSIGNED_LONG = 2
+NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3
+NVML_VALUE_TYPE_SIGNED_LONG_LONG = 4
+
+NVML_FI_DEV_MEMORY_TEMP = 82
+NVML_FI_DEV_PCIE_REPLAY_COUNTER = 94
+NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX = 138
+NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX = 139
+NVML_FI_DEV_REMAPPED_COR = 142
+NVML_FI_DEV_REMAPPED_UNC = 143
+NVML_FI_DEV_REMAPPED_FAILURE = 145
+NVML_FI_DEV_ENERGY = 191
+
+NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE = 32
+NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE = 16
 NVML_GPM_METRICS_GET_VERSION = 1
 NVML_GPM_SUPPORT_VERSION = 1
 
@@ -217,6 +249,42 @@ class c_nvmlUtilization_t(_PrintableStructure):
     _fields_ = [("gpu", c_uint), ("memory", c_uint)]
 
 
+class nvmlPciInfo_t(_PrintableStructure):
+    _fields_ = [
+        ("busIdLegacy", c_char * NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE),
+        ("domain", c_uint),
+        ("bus", c_uint),
+        ("device", c_uint),
+        ("pciDeviceId", c_uint),
+        ("pciSubSystemId", c_uint),
+        ("busId", c_char * NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE),
+    ]
+
+
+class c_nvmlValue_t(Union):
+    _fields_ = [
+        ("dVal", c_double),
+        ("uiVal", c_uint),
+        ("ulVal", c_ulong),
+        ("ullVal", c_ulonglong),
+        ("sllVal", c_longlong),
+        ("siVal", c_int),
+        ("usVal", c_ushort),
+    ]
+
+
+class c_nvmlFieldValue_t(_PrintableStructure):
+    _fields_ = [
+        ("fieldId", c_uint32),
+        ("scopeId", c_uint32),
+        ("timestamp", c_int64),
+        ("latencyUsec", c_int64),
+        ("valueType", c_uint),
+        ("nvmlReturn", c_uint),
+        ("value", c_nvmlValue_t),
+    ]
+
+
 class c_nvmlGpuInstancePlacement_t(Structure):
     _fields_ = [("start", c_uint), ("size", c_uint)]
 
@@ -310,6 +378,9 @@ _GPM_FIELDS = {
     NVML_GPM_METRIC_ANY_TENSOR_UTIL: "TENSOR_ACTIVE",
     NVML_GPM_METRIC_DRAM_BW_UTIL: "DRAM_ACTIVE",
 }
+# GPM metric ID -> the simulator's PCIe field (MiB/s in GPM).
+_GPM_PCIE = {NVML_GPM_METRIC_PCIE_TX_PER_SEC: "PCIE_TX_RATE", NVML_GPM_METRIC_PCIE_RX_PER_SEC: "PCIE_RX_RATE"}
+ALL_NVLINKS = 0xFFFFFFFF
 
 
 @dataclass
@@ -703,8 +774,132 @@ def nvmlDeviceGetUtilizationRates(handle: Any) -> c_nvmlUtilization_t:
         raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
     from exporter.model import Field
 
-    activity = driver().simulator.gpu_activity(gpu, driver().clock())
-    return c_nvmlUtilization_t(gpu=round(activity[Field.GR_ENGINE_ACTIVE] * 100), memory=0)
+    whole = _gpu_values(gpu)
+    return c_nvmlUtilization_t(
+        gpu=round(whole[Field.GPU_UTIL] * 100), memory=round(whole[Field.MEMORY_COPY_UTIL] * 100)
+    )
+
+
+def _gpu_values(gpu: int) -> Any:
+    """The simulator's GPU-wide values now."""
+    from exporter.model import Entity
+
+    return _gpu_sample(gpu).values[Entity(gpu)]
+
+
+def _whole_gpu(handle: Any) -> int:
+    """The GPU of a parent handle; NotSupported on a MIG device handle (GPU-wide readings)."""
+    kind, gpu, _ = _resolve(handle)
+    if kind == "mig":
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+    return gpu
+
+
+@_api
+def nvmlDeviceGetPciInfo_v3(handle: Any) -> nvmlPciInfo_t:
+    gpu = _whole_gpu(handle)
+    bus_id = _topology_gpu(gpu).pci_bus_id
+    domain, bus, rest = bus_id.split(":")
+    info = nvmlPciInfo_t()
+    info.busIdLegacy = bus_id[-12:]
+    info.busId = bus_id
+    info.domain, info.bus, info.device = int(domain, 16), int(bus, 16), int(rest.split(".")[0], 16)
+    info.pciDeviceId = 0x233010DE  # H100 SXM5 80GB
+    return info
+
+
+def nvmlDeviceGetPciInfo(handle: Any) -> nvmlPciInfo_t:
+    return nvmlDeviceGetPciInfo_v3(handle)
+
+
+@_api
+def nvmlDeviceGetClockInfo(handle: Any, type: int) -> int:
+    gpu = _whole_gpu(handle)
+    from exporter.model import Field
+
+    clocks = {NVML_CLOCK_SM: Field.SM_CLOCK, NVML_CLOCK_MEM: Field.MEMORY_CLOCK}
+    if type not in clocks:
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED if 0 <= type <= NVML_CLOCK_VIDEO else NVML_ERROR_INVALID_ARGUMENT)
+    return round(_gpu_values(gpu)[clocks[type]] / 1e6)
+
+
+@_api
+def nvmlDeviceGetTotalEnergyConsumption(handle: Any) -> int:
+    from exporter.model import Field
+
+    return round(_gpu_values(_whole_gpu(handle))[Field.ENERGY] * 1000)
+
+
+@_api
+def nvmlDeviceGetPcieReplayCounter(handle: Any) -> int:
+    from exporter.model import Field
+
+    return int(_gpu_values(_whole_gpu(handle))[Field.PCIE_REPLAYS])
+
+
+@_api
+def nvmlDeviceGetRemappedRows(device: Any) -> tuple[int, int, int, int]:
+    gpu = _whole_gpu(device)
+    if _topology_gpu(gpu).mig_enabled:
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)  # as nvml.h documents for MIG-enabled GPUs
+    from exporter.model import Field
+
+    whole = _gpu_values(gpu)
+    return (
+        int(whole[Field.REMAPPED_ROWS_CORRECTABLE]),
+        int(whole[Field.REMAPPED_ROWS_UNCORRECTABLE]),
+        0,
+        int(whole[Field.ROW_REMAP_FAILURE]),
+    )
+
+
+def _codec_utilization(handle: Any, name: str) -> list[int]:
+    from exporter.model import Field
+
+    whole = _gpu_values(_whole_gpu(handle))
+    return [round(whole[Field[name]] * 100), 167000]  # [utilization %, sampling period in microseconds]
+
+
+@_api
+def nvmlDeviceGetEncoderUtilization(handle: Any) -> list[int]:
+    return _codec_utilization(handle, "ENCODER_UTIL")
+
+
+@_api
+def nvmlDeviceGetDecoderUtilization(handle: Any) -> list[int]:
+    return _codec_utilization(handle, "DECODER_UTIL")
+
+
+@_api
+def nvmlDeviceGetFieldValues(handle: Any, fieldIds: list[Any]) -> Any:
+    """Memory temperature (unsigned int) and NVLink data counters in KiB (unsigned long long, all links only)."""
+    gpu = _whole_gpu(handle)
+    from exporter.model import Field
+
+    values = (c_nvmlFieldValue_t * len(fieldIds))()
+    whole = _gpu_values(gpu)
+    now = int(driver().clock() * 1e6)
+    for i, request in enumerate(fieldIds):
+        fv = values[i]
+        try:
+            fv.fieldId, fv.scopeId = request
+        except TypeError:
+            fv.fieldId = request
+        fv.timestamp, fv.latencyUsec = now, 0
+        if fv.fieldId == NVML_FI_DEV_MEMORY_TEMP:
+            fv.valueType, fv.nvmlReturn = NVML_VALUE_TYPE_UNSIGNED_INT, NVML_SUCCESS
+            fv.value.uiVal = int(whole[Field.MEMORY_TEMPERATURE])
+        elif fv.fieldId in (NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX):
+            if fv.scopeId != ALL_NVLINKS:
+                fv.nvmlReturn = NVML_ERROR_NOT_SUPPORTED  # the fake models the all-links total only
+                continue
+            kib = driver().simulator.nvlink_kib(gpu, driver().clock())
+            share = kib // 3 if fv.fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX else kib - kib // 3
+            fv.valueType, fv.nvmlReturn = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, NVML_SUCCESS
+            fv.value.ullVal = share
+        else:
+            fv.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
+    return values
 
 
 def _gi_api(device: Any) -> int:
@@ -859,13 +1054,36 @@ def nvmlGpmMetricsGet(metricsGet: Any) -> Any:
     if gi is not None and _topology_gpu(gpu).instance(gi) is None:
         raise NVMLError(NVML_ERROR_NOT_FOUND)
     activity = _mean_activity(first.entity, first.taken_at, second.taken_at)
+    pcie = _mean_pcie(first.entity, activity)
     for i in range(metricsGet.numMetrics):
         metric = metricsGet.metrics[i]
-        name = _GPM_FIELDS.get(metric.metricId)
-        code = d.metric_errors.get(metric.metricId, NVML_SUCCESS if name else NVML_ERROR_NOT_SUPPORTED)
+        known = metric.metricId in _GPM_FIELDS or metric.metricId in _GPM_PCIE
+        code = d.metric_errors.get(metric.metricId, NVML_SUCCESS if known else NVML_ERROR_NOT_SUPPORTED)
         metric.nvmlReturn = code
-        metric.value = activity[name] * 100.0 if name and code == NVML_SUCCESS else 0.0
+        if code != NVML_SUCCESS:
+            metric.value = 0.0
+        elif metric.metricId in _GPM_FIELDS:
+            metric.value = activity[_GPM_FIELDS[metric.metricId]] * 100.0
+        else:
+            metric.value = pcie[_GPM_PCIE[metric.metricId]] / MIB
     return metricsGet
+
+
+def _mean_pcie(entity: tuple[int, int | None, int | None], activity: dict[str, float]) -> dict[str, float]:
+    """PCIe bytes/s of an entity over the window, from its mean activity and its share of the GPU's slices."""
+    from exporter.mig.catalog import COMPUTE_SLICES
+    from exporter.sources.synthetic.simulator import pcie_rates
+
+    gpu, gi, ci = entity
+    slices = float(COMPUTE_SLICES)
+    if gi is not None:
+        inst = _topology_gpu(gpu).instance(gi)
+        assert inst is not None
+        slices = inst.compute_slices
+        if ci is not None:
+            slices = next(c.compute_slices for c in inst.compute_instances if c.ci == ci)
+    rates = pcie_rates(activity["GR_ENGINE_ACTIVE"], slices / COMPUTE_SLICES)
+    return {fld.name: value for fld, value in rates.items()}
 
 
 def _install_from_environment() -> None:

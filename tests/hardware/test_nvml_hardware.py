@@ -159,6 +159,41 @@ def test_power_and_temperature_are_plausible(reader: Reader) -> None:
         assert temperature is not None and 5.0 < temperature < 100.0, (gpu.index, temperature)
 
 
+# GPU-wide fields and the range a real GPU reads them in (base units), where the driver offers them.
+PLAUSIBLE = {
+    Field.SM_CLOCK: (1e8, 4e9),
+    Field.MEMORY_CLOCK: (1e8, 1.2e10),
+    Field.MEMORY_TEMPERATURE: (5.0, 110.0),
+    Field.ENCODER_UTIL: (0.0, 1.0),
+    Field.DECODER_UTIL: (0.0, 1.0),
+    Field.MEMORY_RESERVED: (0.0, 8 * 2**30),
+    Field.ROW_REMAP_FAILURE: (0.0, 1.0),
+}
+
+
+def test_clocks_energy_and_health_are_plausible_or_absent_with_a_reason(reader: Reader) -> None:
+    """Each GPU-wide field is in a real GPU's range or absent with the driver's reason; energy only grows."""
+    for gpu in reader.topology.gpus:
+        first = reader.sample(gpu.index)
+        time.sleep(0.5)
+        second = reader.sample(gpu.index)
+        whole = second.values[Entity(gpu.index)]
+        for fld, (low, high) in PLAUSIBLE.items():
+            if fld in whole:
+                assert low <= whole[fld] <= high, (gpu.index, fld, whole[fld])
+            else:
+                assert fld in second.unsupported, (gpu.index, fld)
+        energy = (first.get(Entity(gpu.index), Field.ENERGY), second.get(Entity(gpu.index), Field.ENERGY))
+        if None not in energy:
+            assert 0 < energy[0] <= energy[1], (gpu.index, energy)
+        for fld in (Field.REMAPPED_ROWS_CORRECTABLE, Field.REMAPPED_ROWS_UNCORRECTABLE, Field.PCIE_REPLAYS):
+            if fld in whole:
+                assert whole[fld] >= 0 and whole[fld] == int(whole[fld]), (gpu.index, fld, whole[fld])
+            else:  # remapped rows: NotSupported with MIG on
+                assert fld in second.unsupported, (gpu.index, fld)
+        assert gpu.pci_bus_id.count(":") == 2, gpu.pci_bus_id
+
+
 def test_mig_series_match_what_nvml_lists(nvml: ModuleType, reader: Reader) -> None:
     """With MIG on, the exposition has one instance series per GPU instance and one per MIG device NVML lists."""
     direct = [d for d in read_directly(nvml) if d.mig_enabled]

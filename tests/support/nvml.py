@@ -163,6 +163,42 @@ class SimulatedLibrary:
     def c_nvmlDeviceGetTemperature(self, handle: Any, sensor: Any, celsius: Any) -> None:
         self._set(celsius, self.fake.nvmlDeviceGetTemperature(handle, _v(sensor)))
 
+    def c_nvmlDeviceGetPciInfo_v3(self, handle: Any, info: Any) -> None:
+        self._copy(self.fake.nvmlDeviceGetPciInfo_v3(handle), info._obj)
+
+    def c_nvmlDeviceGetClockInfo(self, handle: Any, clock: Any, mhz: Any) -> None:
+        self._set(mhz, self.fake.nvmlDeviceGetClockInfo(handle, _v(clock)))
+
+    def c_nvmlDeviceGetTotalEnergyConsumption(self, handle: Any, millijoules: Any) -> None:
+        self._set(millijoules, self.fake.nvmlDeviceGetTotalEnergyConsumption(handle))
+
+    def c_nvmlDeviceGetPcieReplayCounter(self, handle: Any, replays: Any) -> None:
+        self._set(replays, self.fake.nvmlDeviceGetPcieReplayCounter(handle))
+
+    def c_nvmlDeviceGetRemappedRows(self, device: Any, corr: Any, unc: Any, pending: Any, failure: Any) -> None:
+        for ref, value in zip((corr, unc, pending, failure), self.fake.nvmlDeviceGetRemappedRows(device), strict=True):
+            self._set(ref, value)
+
+    def c_nvmlDeviceGetEncoderUtilization(self, handle: Any, utilization: Any, period: Any) -> None:
+        self._codec(self.fake.nvmlDeviceGetEncoderUtilization(handle), utilization, period)
+
+    def c_nvmlDeviceGetDecoderUtilization(self, handle: Any, utilization: Any, period: Any) -> None:
+        self._codec(self.fake.nvmlDeviceGetDecoderUtilization(handle), utilization, period)
+
+    def _codec(self, got: list[int], utilization: Any, period: Any) -> None:
+        self._set(utilization, got[0])
+        self._set(period, got[1])
+
+    def c_nvmlDeviceGetUtilizationRates(self, handle: Any, utilization: Any) -> None:
+        self._copy(self.fake.nvmlDeviceGetUtilizationRates(handle), utilization._obj)
+
+    def c_nvmlDeviceGetFieldValues(self, handle: Any, count: Any, values: Any) -> None:
+        array = values._obj
+        requests = [(array[i].fieldId, array[i].scopeId) for i in range(_v(count))]
+        filled = self.fake.nvmlDeviceGetFieldValues(handle, requests)
+        for i in range(_v(count)):
+            ctypes.memmove(ctypes.addressof(array[i]), ctypes.addressof(filled[i]), ctypes.sizeof(array[i]))
+
     def c_nvmlGpmSampleAlloc(self, sample: Any) -> None:
         self._set_pointer(sample, self.fake.nvmlGpmSampleAlloc())
 

@@ -49,6 +49,34 @@ INSTANCE_FIELDS: tuple[int, ...] = (*PROFILING_FIELDS, *MEMORY_FIELDS)
 GPU_ONLY_FIELDS: dict[int, Field] = {FI_POWER: Field.POWER, FI_GPU_TEMP: Field.TEMPERATURE}
 GPU_FIELDS: list[int] = [*GPU_ONLY_FIELDS, *MEMORY_FIELDS]
 
+# GPU-wide health, clocks, energy and I/O (dcgm-exporter's default counters), read on GPU entities only: on an
+# instance entity they repeat the parent's value. Field number -> (field, scale to base units). Watched apart
+# from the fields above, so a DCGM that refuses one of them (an older release) costs these alone.
+KIB = 1024
+HEALTH_FIELDS: dict[int, tuple[Field, float]] = {
+    100: (Field.SM_CLOCK, 1e6),  # DCGM_FI_DEV_SM_CLOCK, MHz
+    101: (Field.MEMORY_CLOCK, 1e6),  # DCGM_FI_DEV_MEM_CLOCK, MHz
+    140: (Field.MEMORY_TEMPERATURE, 1.0),  # DCGM_FI_DEV_MEMORY_TEMP, C
+    156: (Field.ENERGY, 1e-3),  # DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ
+    202: (Field.PCIE_REPLAYS, 1.0),  # DCGM_FI_DEV_PCIE_REPLAY_COUNTER
+    203: (Field.GPU_UTIL, 0.01),  # DCGM_FI_DEV_GPU_UTIL, %; not supported with MIG on
+    204: (Field.MEMORY_COPY_UTIL, 0.01),  # DCGM_FI_DEV_MEM_COPY_UTIL, %; not supported with MIG on
+    206: (Field.ENCODER_UTIL, 0.01),  # DCGM_FI_DEV_ENC_UTIL, %
+    207: (Field.DECODER_UTIL, 0.01),  # DCGM_FI_DEV_DEC_UTIL, %
+    253: (Field.MEMORY_RESERVED, MIB),  # DCGM_FI_DEV_FB_RESERVED, MiB
+    393: (Field.REMAPPED_ROWS_UNCORRECTABLE, 1.0),  # DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS
+    394: (Field.REMAPPED_ROWS_CORRECTABLE, 1.0),  # DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS
+    395: (Field.ROW_REMAP_FAILURE, 1.0),  # DCGM_FI_DEV_ROW_REMAP_FAILURE
+    # DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL: the rise per second of NVML's data RX + TX counters (KiB) / 1000
+    449: (Field.NVLINK_RATE, KIB * 1000),
+}
+# Profiling I/O rates (bytes per second), read on GPU instances and MIG-disabled GPUs, watched apart from the
+# activity ratios so a GPU whose profiling module cannot add them keeps its activity.
+IO_FIELDS: dict[int, Field] = {
+    1009: Field.PCIE_TX_RATE,  # DCGM_FI_PROF_PCIE_TX_BYTES
+    1010: Field.PCIE_RX_RATE,  # DCGM_FI_PROF_PCIE_RX_BYTES
+}
+
 
 # Per-value statuses that mean the entity itself is gone (a re-partition), not that its value is missing.
 GONE = frozenset({"instance_not_found", "compute_instance_not_found"})
@@ -219,9 +247,17 @@ def gpu_instance(
 class Assembler:
     """Builds one GPU's GpuSample from its readings; a field absent on every entity is named unsupported."""
 
-    def __init__(self, readings: Mapping[tuple[int, int, int], Reading], profiling_reason: str) -> None:
+    def __init__(
+        self,
+        readings: Mapping[tuple[int, int, int], Reading],
+        profiling_reason: str,
+        health_reason: str = "",
+        io_reason: str = "",
+    ) -> None:
         self.readings = readings
         self.profiling_reason = profiling_reason
+        self.health_reason = health_reason  # why the health fields could not be watched, if they could not
+        self.io_reason = io_reason or profiling_reason
         self.values: dict[Entity, dict[Field, float]] = {}
         self.reasons: dict[Field, Counter[str]] = {}
 
@@ -251,16 +287,37 @@ class Assembler:
             else:
                 self.take(entity, where, field_id, fld)
 
+    def refused(self, fields: Iterable[Field], reason: str) -> None:
+        for fld in fields:
+            self.reasons.setdefault(fld, Counter())[reason] += 1
+
+    def health(self, entity: Entity, where: tuple[int, int]) -> None:
+        if self.health_reason:
+            self.refused((fld for fld, _ in HEALTH_FIELDS.values()), self.health_reason)
+            return
+        for field_id, (fld, scale) in HEALTH_FIELDS.items():
+            self.take(entity, where, field_id, fld, scale)
+
+    def io(self, entity: Entity, where: tuple[int, int]) -> None:
+        if self.io_reason:
+            self.refused(IO_FIELDS.values(), self.io_reason)
+            return
+        for field_id, fld in IO_FIELDS.items():
+            self.take(entity, where, field_id, fld)
+
     def sample(self, gpu: Gpu, mapped: GpuEntities) -> GpuSample:
         whole = Entity(gpu.index)
         where = (FE_GPU, mapped.gpu_id)
         self.memory(whole, where)
         for field_id, fld in GPU_ONLY_FIELDS.items():
             self.take(whole, where, field_id, fld)
+        self.health(whole, where)
         if not mapped.mig_enabled:
             self.activity(whole, where)
+            self.io(whole, where)
         for gi, entity_id in mapped.gis.items():
             self.activity(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
+            self.io(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
             self.memory(Entity(gpu.index, gi), (FE_GPU_I, entity_id))
         for (gi, ci), entity_id in mapped.cis.items():
             self.activity(Entity(gpu.index, gi, ci), (FE_GPU_CI, entity_id))

@@ -49,7 +49,9 @@ from exporter.sources.dcgm.mapping import (
     FI_UUID,
     GONE,
     GPU_FIELDS,
+    HEALTH_FIELDS,
     INSTANCE_FIELDS,
+    IO_FIELDS,
     MEMORY_FIELDS,
     MIB,
     Assembler,
@@ -161,6 +163,8 @@ class _GpuWatch:
     groups: list[Any] = field(default_factory=list)
     watched: list[tuple[Any, Any]] = field(default_factory=list)
     profiling_reason: str = ""  # non-empty when profiling fields could not be watched on it
+    health_reason: str = ""  # non-empty when the GPU-wide health fields could not be watched on it
+    io_reason: str = ""  # non-empty when the profiling I/O rates could not be watched on it
     failure: GpuError | None = None  # set while it cannot be read; sampling raises it until a retry works
     listed: bool = True  # False for a GPU DCGM stopped listing, kept with its last layout
     retry_at: float = 0.0
@@ -403,6 +407,7 @@ class DcgmSource:
                 mig_enabled=mig_enabled,
                 memory_total_bytes=int(attrs.memoryUsage.fbTotal) * MIB,
                 instances=tuple(sorted(instances, key=lambda i: i.gi)),
+                pci_bus_id=str(attrs.identifiers.pciBusId),
             )
             mapping[index] = GpuEntities(gpu_id, mig_enabled, gis, cis, signatures.get(gpu_id, ()))
             self._indexes[gpu_id] = index
@@ -457,6 +462,7 @@ class DcgmSource:
         try:
             gpu_group = self._group(conn, watch, "gpu", [(FE_GPU, mapped.gpu_id)])
             self._watch(conn, watch, gpu_group, "gpu", GPU_FIELDS)
+            watch.health_reason = self._optional_watch(conn, watch, gpu_group, "health", list(HEALTH_FIELDS))
             profiled = profiled_entities(mapped)
             if profiled:
                 group = gpu_group if not mapped.mig_enabled else self._group(conn, watch, "instances", profiled)
@@ -473,6 +479,8 @@ class DcgmSource:
                         exc,
                     )
                     self._watch(conn, watch, group, "memory", MEMORY_FIELDS)
+                else:
+                    watch.io_reason = self._optional_watch(conn, watch, group, "io", list(IO_FIELDS))
         except structs.DCGMError as exc:
             if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
                 raise
@@ -484,6 +492,18 @@ class DcgmSource:
         watch.failure = None
         watch.backoff = RECONNECT_MIN_S
         return True
+
+    def _optional_watch(self, conn: _Connection, watch: _GpuWatch, group: Any, kind: str, field_ids: list[int]) -> str:
+        """Watch fields a GPU may lack without losing the others: '' when watched, else DCGM's reason."""
+        structs = self._b.structs
+        try:
+            self._watch(conn, watch, group, kind, field_ids)
+        except structs.DCGMError as exc:
+            if exc.value in (structs.DCGM_ST_CONNECTION_NOT_VALID, structs.DCGM_ST_GPU_IS_LOST):
+                raise
+            log.warning("DCGM cannot watch the %s fields (%s); those series are absent", kind, exc)
+            return self.decoder.status(exc.value)
+        return ""
 
     def _profiling_refusals(self) -> tuple[int, ...]:
         """Statuses that mean the profiling fields cannot be watched here, while memory and power still can."""
@@ -583,17 +603,20 @@ class DcgmSource:
                 )
             if listing.signatures.get(mapped.gpu_id, ()) != mapped.signature:
                 raise TopologyChangedError(f"GPU {gpu.index} was re-partitioned")
+            gpu_fields = GPU_FIELDS if watch.health_reason else [*GPU_FIELDS, *HEALTH_FIELDS]
             gpu_values = agent.dcgmEntitiesGetLatestValues(
-                handle, self._pairs([(FE_GPU, mapped.gpu_id)]), GPU_FIELDS, 0
+                handle, self._pairs([(FE_GPU, mapped.gpu_id)]), gpu_fields, 0
             )
             profiled = profiled_entities(mapped)
             fields = list(MEMORY_FIELDS) if watch.profiling_reason else list(INSTANCE_FIELDS)
+            if not watch.profiling_reason and not watch.io_reason:
+                fields += IO_FIELDS
             values = agent.dcgmEntitiesGetLatestValues(handle, self._pairs(profiled), fields, 0) if profiled else []
         except self._b.structs.DCGMError as exc:
             raise self._error(handle, exc) from None
         readings = self._readings([*gpu_values, *values])
         self._check_answering(gpu.index, watch, readings.get((FE_GPU, mapped.gpu_id, FI_FB_TOTAL)))
-        return Assembler(readings, watch.profiling_reason).sample(gpu, mapped)
+        return Assembler(readings, watch.profiling_reason, watch.health_reason, watch.io_reason).sample(gpu, mapped)
 
     def _retry(self, conn: _Connection, watch: _GpuWatch, failure: GpuError, listing: _Listing) -> None:
         """Rebuild a failing GPU's watches when its backoff is over; raise its failure while it still fails."""

@@ -32,6 +32,18 @@ IDLE_POWER_WATTS = 72.0
 MAX_POWER_WATTS = 700.0
 IDLE_TEMPERATURE_C = 31.0
 MAX_TEMPERATURE_C = 78.0
+IDLE_MEMORY_TEMPERATURE_C = 34.0
+MAX_MEMORY_TEMPERATURE_C = 85.0
+IDLE_SM_CLOCK_MHZ = 345
+MAX_SM_CLOCK_MHZ = 1980
+MEMORY_CLOCK_MHZ = 2619  # HBM3 on H100 SXM
+RESERVED_BYTES = 512 * 1024**2  # memory the driver keeps for itself on a whole GPU
+BOOT_TIME = 1_700_000_000.0  # when the simulated driver loaded: energy and the other counters count from here
+PCIE_TX_MAX = 8e9  # bytes per second a whole GPU transmits at full activity
+PCIE_RX_MAX = 20e9
+NVLINK_MAX = 20e9  # bytes per second of NVLink traffic of a whole-GPU job at full activity (none with MIG)
+KIB = 1024
+NVLINK_UNIT = 1000 * KIB
 
 _RATIO_FIELDS = {
     Field.SM_ACTIVE: "sm_active",
@@ -52,6 +64,18 @@ def _activity_fields(level: float, ratios: Mapping[str, float]) -> dict[Field, f
     for fld, key in _RATIO_FIELDS.items():
         values[fld] = level * ratios[key]
     return values
+
+
+def pcie_rates(level: float, share: float) -> dict[Field, float]:
+    """PCIe bytes per second of an entity holding `share` of the GPU's compute slices at activity `level`."""
+    return {
+        Field.PCIE_TX_RATE: float(round(level * share * PCIE_TX_MAX)),
+        Field.PCIE_RX_RATE: float(round(level * share * PCIE_RX_MAX)),
+    }
+
+
+def _since_boot(t: float) -> float:
+    return max(0.0, t - BOOT_TIME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +103,14 @@ class Simulator:
         self._gpus: list[GpuSpec] = list(scenario.gpus)
         self._topology = self._build_topology()
         self._plans = self._plan()
+        # Counters grow at each GPU's mean modelled rate, fixed by the scenario (not by later re-partitions),
+        # so they never go down.
+        self._mean_level = [self._mean_activity(index) for index in range(len(self._gpus))]
+
+    def _mean_activity(self, gpu: int) -> float:
+        """The GPU's graphics-engine activity averaged over one simulated day (24 hourly points)."""
+        points = [BOOT_TIME + hour * 3600.0 for hour in range(24)]
+        return sum(self.gpu_activity(gpu, t)[Field.GR_ENGINE_ACTIVE] for t in points) / len(points)
 
     # -- topology ---------------------------------------------------------------------------
 
@@ -88,6 +120,13 @@ class Simulator:
 
     def gpu_uuid(self, index: int) -> str:
         return "GPU-" + _uuid(self.scenario.seed, "gpu", index)
+
+    @staticmethod
+    def pci_bus_id(index: int) -> str:
+        """The PCI bus ID of GPU `index`, laid out as on a DGX H100 (two GPUs per PCIe switch pair)."""
+        buses = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
+        bus = buses[index % len(buses)] + index // len(buses)
+        return f"00000000:{bus:02X}:00.0"
 
     def mig_uuid(self, gpu: int, gi: int, ci: int) -> str:
         return "MIG-" + _uuid(self.scenario.seed, "mig", gpu, gi, ci)
@@ -114,6 +153,7 @@ class Simulator:
                     mig_pending=spec.mig,
                     memory_total_bytes=int(spec.board.memory_gib * GIB),
                     instances=instances,
+                    pci_bus_id=self.pci_bus_id(index),
                 )
             )
         return Topology(tuple(gpus))
@@ -240,6 +280,7 @@ class Simulator:
                 inst_values: dict[Field, float] = dict(activity)
                 inst_values[Field.MEMORY_USED] = float(memory)
                 inst_values[Field.MEMORY_TOTAL] = float(inst.memory_total_bytes)
+                inst_values.update(pcie_rates(activity[Field.GR_ENGINE_ACTIVE], plan.weight))
                 values[plan.entity] = inst_values
                 for ci, ci_values in zip(plan.cis, cis, strict=True):
                     values[ci.entity] = ci_values
@@ -255,10 +296,51 @@ class Simulator:
             Field.POWER: round(IDLE_POWER_WATTS + (MAX_POWER_WATTS - IDLE_POWER_WATTS) * level, 1),
             Field.TEMPERATURE: round(IDLE_TEMPERATURE_C + (MAX_TEMPERATURE_C - IDLE_TEMPERATURE_C) * level),
         }
+        gpu_values.update(self._health(gpu, t, level))
         if not g.mig_enabled:
             gpu_values.update(gpu_activity)
+            gpu_values[Field.GPU_UTIL] = round(min(1.0, level * 1.1), 2)  # NVML reads whole percents
+            gpu_values[Field.MEMORY_COPY_UTIL] = round(gpu_activity[Field.DRAM_ACTIVE], 2)
+            gpu_values.update(pcie_rates(level, 1.0))
         values[Entity(gpu)] = gpu_values
         return GpuSample(gpu=gpu, values=values)
+
+    def nvlink_rate(self, gpu: int) -> float:
+        """NVLink bytes per second: a whole-GPU job's steady traffic (MIG instances have no NVLink peer traffic).
+
+        A whole number of DCGM's units (1,024,000 bytes/s), so every source reads it exactly.
+        """
+        if gpu >= len(self._mean_level) or self._gpus[gpu].mig:
+            return 0.0
+        return float(round(NVLINK_MAX * self._mean_level[gpu] / NVLINK_UNIT) * NVLINK_UNIT)
+
+    def nvlink_kib(self, gpu: int, t: float) -> int:
+        """NVML's NVLink data counter (received and transmitted, all links) at time t: KiB since the driver loaded."""
+        return int(self.nvlink_rate(gpu) * _since_boot(t)) // KIB
+
+    def _health(self, gpu: int, t: float, level: float) -> dict[Field, float]:
+        """GPU-wide clocks, memory temperature, energy, PCIe replays, reserved memory, remapped rows, NVLink."""
+        mean = self._mean_level[gpu] if gpu < len(self._mean_level) else level
+        since = _since_boot(t)
+        mean_power = IDLE_POWER_WATTS + (MAX_POWER_WATTS - IDLE_POWER_WATTS) * mean
+        busy = level >= 0.01
+        sm_clock = MAX_SM_CLOCK_MHZ - round(200 * level) if busy else IDLE_SM_CLOCK_MHZ
+        return {
+            Field.SM_CLOCK: sm_clock * 1e6,
+            Field.MEMORY_CLOCK: MEMORY_CLOCK_MHZ * 1e6,
+            Field.MEMORY_TEMPERATURE: float(
+                round(IDLE_MEMORY_TEMPERATURE_C + (MAX_MEMORY_TEMPERATURE_C - IDLE_MEMORY_TEMPERATURE_C) * level)
+            ),
+            Field.ENERGY: round(mean_power * since, 3),  # NVML counts millijoules
+            Field.PCIE_REPLAYS: float(int(since // (3600.0 * (48 + 24 * gpu)))),
+            Field.MEMORY_RESERVED: float(RESERVED_BYTES),
+            Field.REMAPPED_ROWS_CORRECTABLE: float((gpu * 5 + 3) % 7 == 0),
+            Field.REMAPPED_ROWS_UNCORRECTABLE: 0.0,
+            Field.ROW_REMAP_FAILURE: 0.0,
+            Field.NVLINK_RATE: self.nvlink_rate(gpu),
+            Field.ENCODER_UTIL: 0.0,
+            Field.DECODER_UTIL: round(0.1 * level, 2),
+        }
 
 
 def _weighted(parts: Iterable[tuple[float, Mapping[Field, float]]]) -> dict[Field, float]:

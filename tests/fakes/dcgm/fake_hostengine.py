@@ -44,6 +44,26 @@ PROFILING = {
     1004: Field.TENSOR_ACTIVE,
     1005: Field.DRAM_ACTIVE,
 }
+# Profiling I/O rates, bytes per second (int64), on GPU-instance entities and MIG-disabled GPUs.
+IO = {1009: Field.PCIE_TX_RATE, 1010: Field.PCIE_RX_RATE}
+PROFILED = {*PROFILING, *IO}  # fields the profiling module serves: a blank first value after a watch
+# GPU-wide fields (int64) in DCGM's units: field number -> (simulator field, factor from base units).
+HEALTH = {
+    100: (Field.SM_CLOCK, 1e-6),
+    101: (Field.MEMORY_CLOCK, 1e-6),
+    140: (Field.MEMORY_TEMPERATURE, 1.0),
+    156: (Field.ENERGY, 1e3),
+    202: (Field.PCIE_REPLAYS, 1.0),
+    203: (Field.GPU_UTIL, 100.0),
+    204: (Field.MEMORY_COPY_UTIL, 100.0),
+    206: (Field.ENCODER_UTIL, 100.0),
+    207: (Field.DECODER_UTIL, 100.0),
+    253: (Field.MEMORY_RESERVED, 1 / MIB),
+    393: (Field.REMAPPED_ROWS_UNCORRECTABLE, 1.0),
+    394: (Field.REMAPPED_ROWS_CORRECTABLE, 1.0),
+    395: (Field.ROW_REMAP_FAILURE, 1.0),
+    449: (Field.NVLINK_RATE, 1 / (1024 * 1000)),  # a rate: KiB/s / 1000, as DCGM's cache manager computes it
+}
 DOUBLE_FIELDS = {*PROFILING, 155}
 STRING_FIELDS = {50, 54}
 CI_PROFILE_IDS = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4}
@@ -103,6 +123,9 @@ class FakeHostEngine:
         # What a profiling watch fails with when profiling is off: PROFILING_NOT_SUPPORTED (the GPU or engine
         # cannot), MODULE_NOT_LOADED (the profiling module failed to load), REQUIRES_ROOT (non-root host engine).
         self.profiling_error = dcgm_structs.DCGM_ST_PROFILING_NOT_SUPPORTED
+        # Field number -> the status a watch of a field group holding it fails with (an older DCGM that lacks the
+        # field, or a profiling module that cannot add it to its passes).
+        self.unwatchable: dict[int, int] = {}
         self.build_info = f"version:{version};arch:x86_64;buildtype:Release;commit:fake;branch:fake;"
         self.running = True
         # NVML index -> DCGM GPU ID; DCGM's IDs follow its own enumeration, not NVML's order.
@@ -253,6 +276,7 @@ class FakeHostEngine:
         attrs.identifiers.brandName = "NVIDIA"
         attrs.identifiers.uuid = gpu.uuid
         attrs.identifiers.driverVersion = gpu.driver_version
+        attrs.identifiers.pciBusId = gpu.pci_bus_id
         attrs.memoryUsage.fbTotal = gpu.memory_total_bytes // MIB
         attrs.settings.migModeEnabled = 1 if gpu.mig_enabled else 0
 
@@ -348,7 +372,10 @@ class FakeHostEngine:
         fields = self._field_groups[fg][1]
         if any(self._gpu_of(*entity) in self.lost for entity in self._groups[group][1]):
             raise EngineError(dcgm_structs.DCGM_ST_GPU_IS_LOST)  # no watches on a lost GPU's entities
-        if any(f in PROFILING for f in fields):
+        for f in fields:
+            if f in self.unwatchable:
+                raise EngineError(self.unwatchable[f])
+        if any(f in PROFILED for f in fields):
             if not self.profiling:
                 raise EngineError(self.profiling_error)
             self._profiling_loaded = True
@@ -411,7 +438,7 @@ class FakeHostEngine:
             updates, latest = watch.updates(now)
             if latest is None:
                 return kind, dcgm_structs.DCGM_ST_NO_DATA, _blank(kind, "blank")
-            if fid in PROFILING and updates < 2:
+            if fid in PROFILED and updates < 2:
                 return kind, dcgm_structs.DCGM_ST_OK, _blank(kind, "blank")  # profiling needs two updates
             t = latest
         if fid in self.statuses:
@@ -436,6 +463,14 @@ class FakeHostEngine:
         whole = sample.values[Entity(gpu)]
         if fid in (150, 155):  # GPU-wide: an instance entity reads its parent's value
             return int(whole[Field.TEMPERATURE]) if fid == 150 else whole[Field.POWER]
+        if fid in HEALTH:  # GPU-wide too; utilization is not supported with MIG on (absent from the truth)
+            fld, factor = HEALTH[fid]
+            return round(whole[fld] * factor) if fld in whole else None
+        if fid in IO:
+            if ci is not None:
+                return None  # the fake serves I/O rates per GPU instance and whole GPU only
+            own = whole if gi is None else sample.values[Entity(gpu, gi)]
+            return round(own[IO[fid]])
         if fid == 52:
             return gpu
         if fid == 54:
