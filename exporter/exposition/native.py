@@ -14,9 +14,11 @@ from exporter.exposition.series import (
     CONSTANT,
     AnyFamily,
     Builder,
+    DynamicFamily,
     EntityField,
     EntityFieldOr,
     FamilyTemplate,
+    Row,
 )
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot, Topology
 
@@ -34,6 +36,7 @@ def _native(snapshot: Snapshot) -> Iterator[AnyFamily]:
     yield from _gpu_families(topology)
     yield from _instance_families(topology)
     yield from _compute_instance_families(topology)
+    yield DynamicFamily.of(fam.GPU_XID_ERRORS, xid_rows)
 
 
 native_families = Builder(_native)
@@ -88,6 +91,15 @@ def _instance_families(topology: Topology) -> Iterator[FamilyTemplate]:
     for gpu, inst in instances:
         total.add(_instance_key(gpu, inst), (Entity(gpu.index, inst.gi), inst.memory_total_bytes))
     yield total
+
+
+def xid_rows(snapshot: Snapshot) -> list[Row]:
+    """One series per (GPU, XID, GI, CI) seen since start, whether or not the instance still exists."""
+    rows: list[Row] = []
+    for key in sorted(snapshot.xids.counts, key=lambda k: k.sort_key()):
+        gi, ci = ("" if v is None else str(v) for v in (key.gi, key.ci))
+        rows.append(((str(key.gpu), str(key.xid), gi, ci), snapshot.xids.counts[key]))
+    return rows
 
 
 def _compute_instance_families(topology: Topology) -> Iterator[FamilyTemplate]:

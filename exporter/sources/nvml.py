@@ -45,9 +45,12 @@ from exporter.model import (
     GpuInstance,
     GpuSample,
     Topology,
+    XidErrors,
 )
 from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.driver_threads import in_driver_thread
+from exporter.sources.nvml_events import XidEvents
+from exporter.sources.xid import XidCounter
 from exporter.units import GIB
 
 log = logging.getLogger(__name__)
@@ -190,6 +193,8 @@ class NvmlSource:
         self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
         self._totals: dict[str, int] = {}  # GPU UUID -> memory total the driver reported once
         self._left_out: dict[int, str] = {}  # GPU index -> why the last discovery could not read it at all
+        self._xids = XidCounter()
+        self._events = XidEvents(nvml, self._xids)  # XID critical-error events, in their own thread
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -267,6 +272,7 @@ class NvmlSource:
         nvml = self._nvml
         with self._errors(index):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            self._events.watch(index, handle, error_reason)
             model = _text(nvml.nvmlDeviceGetName(handle))
             uuid = _text(nvml.nvmlDeviceGetUUID(handle))
             board = board_for_model(model)
@@ -485,11 +491,24 @@ class NvmlSource:
                 unsupported,
             )
             self._read_memory(h, values, gpu_values, unsupported)
+            self._read_xids(index, gpu_values, unsupported)
             if h.gpm:
                 self._read_activity(h, values, unsupported)
             else:
                 unsupported.update(dict.fromkeys(ACTIVITY_FIELDS, "no_gpm"))
         return GpuSample(gpu=index, values=values, unsupported=unsupported)
+
+    def _read_xids(self, index: int, gpu_values: dict[Field, float], unsupported: dict[Field, str]) -> None:
+        """The GPU's XID count so far (every scope), or why its events cannot be had."""
+        reason = self._events.reason(index)
+        if reason is None:
+            gpu_values[Field.XID_ERRORS] = float(self._xids.total(index))
+        else:
+            unsupported[Field.XID_ERRORS] = reason
+
+    def xid_errors(self) -> XidErrors:
+        """XID errors counted from NVML's events since the source opened."""
+        return self._xids.snapshot()
 
     def _read_memory(
         self,
@@ -733,6 +752,7 @@ class NvmlSource:
 
     def _close_sync(self) -> None:
         nvml = self._nvml
+        self._events.close()  # before nvmlShutdown: the event thread still waits on the set
         for index, pool in self._gpm.items():
             if index in self._busy:
                 continue  # a hung call may still use these buffers: leave them to process exit
