@@ -169,3 +169,22 @@ async def test_every_gpu_is_registered_once_across_discoveries(fake: ModuleType,
     wait_until(lambda: bool(source.xid_errors().counts))
     time.sleep(0.1)
     assert source.xid_errors().counts == {XidKey(3, 31, 1, 0): 1}
+
+
+async def test_scenario_xids_arrive_through_the_event_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scenario's `xids:` entries reach the real nvidia-ml-py as events with the instance ids NVML gives."""
+    from exporter.sources.synthetic.scenario import parse
+
+    text = "gpus:\n  - instances: [{profile: 3g.40gb, gi: 1}, {profile: 3g.40gb, gi: 2}]\n"
+    text += "xids:\n  - {gpu: 0, xid: 94, gi: 2, ci: 0}\n  - {gpu: 0, xid: 119}\n"
+    fake = load_fake_pynvml()
+    fake.install(Simulator(parse(text)))
+    real = pytest.importorskip("pynvml")
+    SimulatedLibrary(fake).attach(real, monkeypatch)
+    src = NvmlSource(real)
+    try:
+        await src.discover()
+        wait_until(lambda: sum(src.xid_errors().counts.values()) == 2)
+        assert src.xid_errors().counts == {XidKey(0, 94, 2, 0): 1, XidKey(0, 119): 1}
+    finally:
+        await src.close()
