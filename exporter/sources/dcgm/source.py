@@ -34,10 +34,13 @@ from typing import Any
 from exporter.contract import defaults
 from exporter.mig.catalog import board_for_model
 from exporter.model import (
+    Entity,
+    Field,
     Gpu,
     GpuInstance,
     GpuSample,
     Topology,
+    XidErrors,
 )
 from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.dcgm.mapping import (
@@ -47,6 +50,7 @@ from exporter.sources.dcgm.mapping import (
     FI_FB_TOTAL,
     FI_NVML_INDEX,
     FI_UUID,
+    FI_XID_ERRORS,
     GONE,
     GPU_FIELDS,
     INSTANCE_FIELDS,
@@ -59,8 +63,11 @@ from exporter.sources.dcgm.mapping import (
     gpu_instance,
     hierarchy_signatures,
     profiled_entities,
+    xid_scopes,
 )
+from exporter.sources.dcgm.xids import DcgmXids
 from exporter.sources.driver_threads import in_driver_thread
+from exporter.sources.xid import XidCounter
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +173,7 @@ class _GpuWatch:
     retry_at: float = 0.0
     backoff: float = RECONNECT_MIN_S
     memory_seen: bool = False  # its framebuffer total has been read on this watch (a later blank means trouble)
+    xid_reason: str = ""  # non-empty when field 230 (XIDs) could not be watched on it
 
 
 @dataclass(slots=True)
@@ -214,6 +222,7 @@ class DcgmSource:
         self._known: dict[int, tuple[Gpu, int]] = {}  # NVML index -> last GPU discovered and its DCGM ID
         self._indexes: dict[int, int] = {}  # DCGM GPU ID -> NVML index, as last read
         self.decoder = ValueDecoder(bindings.structs, bindings.fields, bindings.value)
+        self._xids = DcgmXids(XidCounter())
 
     # -- connection -------------------------------------------------------------------------
 
@@ -473,6 +482,7 @@ class DcgmSource:
                         exc,
                     )
                     self._watch(conn, watch, group, "memory", MEMORY_FIELDS)
+            self._watch_xids(conn, watch, [gpu_group, *([group] if profiled and mapped.mig_enabled else [])])
         except structs.DCGMError as exc:
             if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
                 raise
@@ -484,6 +494,37 @@ class DcgmSource:
         watch.failure = None
         watch.backoff = RECONNECT_MIN_S
         return True
+
+    def _watch_xids(self, conn: _Connection, watch: _GpuWatch, groups: list[Any]) -> None:
+        """Watch field 230 on the GPU and its instances; a refusal leaves XIDs out with the reason, the rest read."""
+        structs = self._b.structs
+        try:
+            for group in groups:
+                self._watch(conn, watch, group, "xid", (FI_XID_ERRORS,))
+        except structs.DCGMError as exc:
+            if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
+                raise
+            watch.xid_reason = self.decoder.status(exc.value)
+            index = self._indexes.get(watch.mapped.gpu_id, watch.mapped.gpu_id)
+            log.warning("DCGM cannot watch XIDs on GPU %d (%s); its other fields are read as before", index, exc)
+
+    def _read_xids(self, handle: Any, index: int, watch: _GpuWatch) -> None:
+        """Count the XIDs DCGM recorded on the GPU and its instances since the last read."""
+        if watch.xid_reason or not watch.watched:
+            return
+        scopes = xid_scopes(watch.mapped)
+        try:
+            values = self._b.agent.dcgmEntitiesGetLatestValues(handle, self._pairs(scopes), [FI_XID_ERRORS], 0)
+        except self._b.structs.DCGMError as exc:
+            if exc.value == self._b.structs.DCGM_ST_CONNECTION_NOT_VALID:
+                raise
+            log.debug("reading XIDs of GPU %d failed: %s", index, exc)  # the GPU's own read reports the failure
+            return
+        self._xids.count(index, scopes, values, self.decoder)
+
+    def xid_errors(self) -> XidErrors:
+        """XIDs counted from DCGM's field 230 since the source started."""
+        return self._xids.counter.snapshot()
 
     def _profiling_refusals(self) -> tuple[int, ...]:
         """Statuses that mean the profiling fields cannot be watched here, while memory and power still can."""
@@ -574,6 +615,7 @@ class DcgmSource:
         agent = self._b.agent
         try:
             listing = self._listing(handle)
+            self._read_xids(handle, gpu.index, watch)  # first: an XID 79 comes just before the GPU's reads fail
             if watch.failure is not None:
                 self._retry(conn, watch, watch.failure, listing)
             mapped = watch.mapped
@@ -593,7 +635,14 @@ class DcgmSource:
             raise self._error(handle, exc) from None
         readings = self._readings([*gpu_values, *values])
         self._check_answering(gpu.index, watch, readings.get((FE_GPU, mapped.gpu_id, FI_FB_TOTAL)))
-        return Assembler(readings, watch.profiling_reason).sample(gpu, mapped)
+        sample = Assembler(readings, watch.profiling_reason).sample(gpu, mapped)
+        values, unsupported = dict(sample.values), dict(sample.unsupported)
+        if watch.xid_reason:
+            unsupported[Field.XID_ERRORS] = watch.xid_reason
+        else:
+            whole = Entity(gpu.index)
+            values[whole] = {**values.get(whole, {}), Field.XID_ERRORS: self._xids.counter.total(gpu.index)}
+        return GpuSample(gpu=gpu.index, values=values, unsupported=unsupported)
 
     def _retry(self, conn: _Connection, watch: _GpuWatch, failure: GpuError, listing: _Listing) -> None:
         """Rebuild a failing GPU's watches when its backoff is over; raise its failure while it still fails."""

@@ -177,9 +177,10 @@ def dcgmEntitiesGetLatestValues(dcgmHandle: Any, entities: list[Any], fieldIds: 
         _id(dcgmHandle), [(p.entityGroupId, p.entityId) for p in pairs], list(field_ids), int(flags)
     )
     values = (dcgm_structs.c_dcgmFieldValue_v2 * len(rows))()
-    for fv, (group, entity_id, fid, kind, status, value) in zip(values, rows, strict=True):
+    for fv, (group, entity_id, fid, kind, status, value, ts) in zip(values, rows, strict=True):
         fv.version = dcgm_structs.dcgmFieldValue_version2
         fv.entityGroupId, fv.entityId, fv.fieldId = group, entity_id, fid
+        fv.ts = ts
         fv.fieldType = ord(kind)
         fv.status = status
         if kind == "d":
