@@ -16,6 +16,7 @@ from dashboards.thresholds import Thresholds
 from exporter.contract import defaults, recorded
 from exporter.contract import families as fam
 from exporter.contract import thresholds as limits
+from exporter.contract.xids import ATTENTION_XIDS, XID_ALERT_WINDOW
 from exporter.model import Field
 from exporter.timespec import format_duration, parse_duration
 
@@ -224,9 +225,51 @@ def alert_rules(th: Thresholds) -> Group:
     )
 
 
+def xid_expr(xid: int, window: str = XID_ALERT_WINDOW) -> str:
+    """New XIDs of one code within `window`, per series: counted up, or a series born in the window.
+
+    A counter series appears with the first XID at 1, so increase() alone would never see it.
+    """
+    series = f'{fam.GPU_XID_ERRORS}{{xid="{xid}"}}'
+    return f"increase({series}[{window}]) > 0\nor\nmax without () ({series} unless {series} offset {window})\n"
+
+
+def xid_alert_rules() -> Group:
+    """One rule per XID that needs attention, so each carries its own meaning, severity and runbook line."""
+    where = (
+        "GPU {{ $labels.gpu }}{{ if $labels.gi }} GI {{ $labels.gi }}{{ end }}"
+        "{{ if $labels.ci }} CI {{ $labels.ci }}{{ end }}"
+    )
+    rules = []
+    for entry in ATTENTION_XIDS:
+        rule = _alert(
+            "MigGpuXidError",
+            xid_expr(entry.xid),
+            "0m",
+            entry.severity,
+            f"XID {entry.xid} on {where} of {{{{ $labels.instance }}}}: {entry.meaning}",
+            f"The driver reported XID {entry.xid} ({entry.meaning}) on {where} of node {{{{ $labels.instance }}}} "
+            f"in the last {spoken(XID_ALERT_WINDOW, article=False)}. "
+            "gi and ci name the MIG instance that raised it; neither means GPU-wide.",
+            f"XID {entry.xid}: {entry.meaning}.",
+        )
+        rule.body["annotations"]["action"] = entry.action
+        rule.body["labels"]["xid"] = str(entry.xid)  # the series' own value; keeps the rules apart for promtool
+        rules.append(rule)
+    return Group(
+        "mig-exporter.xid",
+        tuple(rules),
+        comment=(
+            "XID errors that need someone to act (exporter/contract/xids.py); other XIDs are counted but do not\n"
+            f"alert. Each fires at once and for {spoken(XID_ALERT_WINDOW)} after the last XID of its code on a\n"
+            "GPU or slice."
+        ),
+    )
+
+
 def rule_groups(th: Thresholds) -> tuple[Group, ...]:
     """Every group of the shipped rules file, in file order."""
-    return (recording_rules(), rollup_rules(), alert_rules(th))
+    return (recording_rules(), rollup_rules(), alert_rules(th), xid_alert_rules())
 
 
 class _Dumper(yaml.SafeDumper):

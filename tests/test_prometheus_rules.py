@@ -16,6 +16,7 @@ ALERTS = {
     "MigInstanceMemoryNearlyFull",
     "MigExporterDown",
     "MigExporterStale",
+    "MigGpuXidError",
 }
 
 
