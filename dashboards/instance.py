@@ -19,6 +19,7 @@ from dashboards.common import (
 )
 from dashboards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from exporter.contract import families as fam
+from exporter.contract import recorded
 from exporter.model import Field
 
 UID = "mig-instance"
@@ -137,6 +138,22 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
                 f"{fam.INSTANCE_POD_INFO}{{{SEL}}}",
                 pos(12, 21, 12, 6),
                 {"ci": "CI", "namespace": "namespace", "pod": "pod", "container": "container"},
+            ),
+            timeseries(
+                "Power: this GPU instance's estimated share",
+                [
+                    target(f"{recorded.INSTANCE_POWER_ESTIMATE}{{{SEL}}}", "A", "GPU instance (estimate)"),
+                    target(f'{fam.GPU_POWER}{{instance="$instance", gpu="$gpu"}}', "B", "whole GPU (measured)"),
+                    target(f'{recorded.GPU_IDLE_POWER}{{instance="$instance", gpu="$gpu"}}', "C", "GPU idle floor"),
+                ],
+                pos(0, 27, 24, 8),
+                unit="watt",
+                valueMin=0,
+                description=(
+                    "An estimate: the driver reads power per GPU only. The GPU's idle power (its lowest draw in the "
+                    "last day) is shared by compute slices held, the power above it by slice-weighted activity. "
+                    "Integrated over time it is the instance's energy, as in mig-exporter report."
+                ),
             ),
         ],
     )

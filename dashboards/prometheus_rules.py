@@ -17,6 +17,7 @@ from exporter.contract import defaults, recorded
 from exporter.contract import families as fam
 from exporter.contract import thresholds as limits
 from exporter.contract.xids import ATTENTION_XIDS, XID_ALERT_WINDOW
+from exporter.mig.catalog import COMPUTE_SLICES
 from exporter.model import Field
 from exporter.timespec import format_duration, parse_duration
 
@@ -267,9 +268,72 @@ def xid_alert_rules() -> Group:
     )
 
 
+def idle_power_rules() -> Group:
+    """Each GPU's idle power: the lowest it drew in the last day, through 5-minute minima (cheap to keep)."""
+    window = f"[{format_duration(parse_duration(recorded.ROLLUP_INTERVAL) - 0.001)}]"
+    return Group(
+        "mig-exporter.energy.5m",
+        (
+            Rule(
+                {"record": recorded.GPU_POWER_MIN5M, "expr": f"min_over_time({fam.GPU_POWER}{window})"},
+                "The lowest power each GPU drew in each 5-minute window (windows tile time, as the rollups').",
+            ),
+            Rule(
+                {"record": recorded.GPU_IDLE_POWER, "expr": f"min_over_time({recorded.GPU_POWER_MIN5M}[1d])"},
+                "Idle power: the lowest power the GPU drew in the last day. On a GPU never idle that long it holds\n"
+                "some active power too, which the estimate then shares by slices held instead of by activity.",
+            ),
+        ),
+        interval=recorded.ROLLUP_INTERVAL,
+    )
+
+
+def energy_rules() -> Group:
+    """Each GPU instance's estimated share of its GPU's power."""
+    gpu, gi = "instance, job, gpu", "instance, job, gpu, gi, profile"
+    slices, activity, power = fam.INSTANCE_COMPUTE_SLICES, ACTIVITY, fam.GPU_POWER
+    idle = f"({recorded.GPU_IDLE_POWER} <= {power} or {power})"
+    weighted = f"{activity} * on ({gi}) {slices}"
+    measured = f"{slices} and on ({gi}) {activity}"
+    expr = (
+        "(\n"
+        f"  {slices} / {COMPUTE_SLICES}\n"
+        f"  * on ({gpu}) group_left ()\n"
+        f"  {idle}\n"
+        ")\n"
+        "+\n"
+        "(\n"
+        "  (\n"
+        f"    {weighted}\n"
+        f"    / on ({gpu}) group_left ()\n"
+        f"    (sum by ({gpu}) ({weighted}) > 0)\n"
+        "  or\n"
+        f"    ({measured})\n"
+        f"    / on ({gpu}) group_left ()\n"
+        f"    sum by ({gpu}) ({measured})\n"
+        "  )\n"
+        f"  * on ({gpu}) group_left ()\n"
+        f"  ({power} - on ({gpu}, uuid) {idle})\n"
+        ")\n"
+    )
+    return Group(
+        "mig-exporter.energy",
+        (
+            Rule(
+                {"record": recorded.INSTANCE_POWER_ESTIMATE, "expr": expr},
+                "Estimated power of each GPU instance (watts; NVML and DCGM read power per GPU only). The GPU's\n"
+                f"idle power is shared by compute slices held (of {COMPUTE_SLICES}; unallocated slices keep theirs), "
+                "the power above it by\nslice-weighted activity, or by slices held when no instance is active. "
+                "Until the first idle floor is\nrecorded (at most 5 minutes), all power counts as idle. Absent "
+                "where activity is not read.",
+            ),
+        ),
+    )
+
+
 def rule_groups(th: Thresholds) -> tuple[Group, ...]:
     """Every group of the shipped rules file, in file order."""
-    return (recording_rules(), rollup_rules(), alert_rules(th), xid_alert_rules())
+    return (recording_rules(), rollup_rules(), idle_power_rules(), energy_rules(), alert_rules(th), xid_alert_rules())
 
 
 class _Dumper(yaml.SafeDumper):

@@ -112,14 +112,19 @@ def test_every_rule_evaluates_without_error_and_records_every_gpu_and_instance(s
     """Prometheus reports every shipped rule healthy; the recording rules cover all 8 GPUs and 24 instances."""
     groups = stack.prom.api("rules")["groups"]
     rules = [(g["name"], r) for g in groups for r in g["rules"]]
-    assert len(rules) == 11
+    assert len(rules) == 21
     for group, rule in rules:
-        # the 5m rollups may not have run yet in a test this short (the report's tests record them with promtool)
-        healthy = ("ok", "unknown") if group == "mig-exporter.rollup.5m" else ("ok",)
+        # the 5m groups may not have run yet in a test this short (the report's tests record them with promtool)
+        healthy = ("ok", "unknown") if group.endswith(".5m") else ("ok",)
         assert rule["health"] in healthy, (rule["name"], rule.get("lastError"))
     weighted = stack.prom.query("instance_gpu:mig_gr_engine_active_ratio:slice_weighted")
     assert sorted(r["metric"]["gpu"] for r in weighted) == [str(i) for i in range(8)]
     assert len(stack.prom.query("instance_gpu_gi:mig_instance_gr_engine_active_ratio:avg1h")) == 24
+    # the energy estimate covers every GPU instance, and a GPU's instances never hold more than its power
+    estimates = stack.prom.query("sum by (gpu) (instance_gpu_gi:mig_instance_power_watts:estimate)")
+    assert len(stack.prom.query("instance_gpu_gi:mig_instance_power_watts:estimate")) == 24
+    power = {r["metric"]["gpu"]: float(r["value"][1]) for r in stack.prom.query("mig_gpu_power_watts")}
+    assert all(0 < float(r["value"][1]) <= power[r["metric"]["gpu"]] + 1e-6 for r in estimates)
     for r in weighted:
         gpu = int(r["metric"]["gpu"])
         if gpu in (1, 4, 7):  # constant workloads: the recorded value is the simulator's whole-GPU activity

@@ -58,8 +58,7 @@ ATTENTION_XIDS: tuple[AttentionXid, ...] = (
         94,
         "contained ECC error: an uncorrectable memory error was confined to the applications on the slice",
         "warning",
-        "restart the jobs on the affected slice (gi/ci); the rest of the GPU goes on; reset the GPU at the next "
-        "drain",
+        "restart the jobs on the affected slice (gi/ci); the rest of the GPU goes on; reset the GPU at the next drain",
     ),
     AttentionXid(
         95,
