@@ -68,6 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         prom.wait_for_series('up{job="mig-exporter"} == 1', timeout=30)
         prom.wait_for_series("instance_gpu_gi:mig_instance_gr_engine_active_ratio:avg1h", min_count=24, timeout=30)
         prom.wait_for_series('ALERTS{alertname="MigInstanceIdle"}', min_count=5, timeout=30)
+        prom.wait_for_series("instance_gpu_gi:mig_instance_power_watts:estimate", min_count=24, timeout=30)
         yield Stack(exporter, prom, sim, now)
 
 
@@ -145,6 +146,8 @@ def test_every_dashboard_query_evaluates_and_returns_data(stack: Stack) -> None:
         checked += 1
         if "mig_instance_pod_info" in expr:
             assert result == [], "the synthetic scenario attributes no pods"
+        elif "instance_gpu:mig_gpu_power_watts:idle1d" in expr:
+            continue  # recorded every 5 minutes: may not have run yet in a test this short (promtool tests it)
         else:
             assert result, f"{name} / {title}: no data for {expr}"
     assert checked >= 25
