@@ -113,7 +113,7 @@ nvmlEventTypeXidCriticalError = 0x0000000000000008
 nvmlEventTypeClock = 0x0000000000000010
 nvmlEventMigConfigChange = 0x0000000000000100
 nvmlEventTypeNone = 0x0000000000000000
-NO_INSTANCE_ID = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of an event not raised by a MIG instance
+_NO_INSTANCE_ID = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of an event not raised by a MIG instance
 nvmlGpuInstanceProfileInfo_v2 = 0x02000098
 
 # -- errors: the real class hierarchy and factory --------------------------------------------------
@@ -443,8 +443,8 @@ def raise_xid(gpu: int, xid: int, gi: int | None = None, ci: int | None = None) 
     Every event set on which the GPU is registered for XID events gets it, as NVML delivers them.
     """
     d = driver()
-    gi_id = NO_INSTANCE_ID if gi is None else gi
-    ci_id = NO_INSTANCE_ID if gi is None or ci is None else ci
+    gi_id = _NO_INSTANCE_ID if gi is None else gi
+    ci_id = _NO_INSTANCE_ID if gi is None or ci is None else ci
     with d.events:
         for event_set in d.event_sets.values():
             if event_set.registered.get(gpu, 0) & nvmlEventTypeXidCriticalError:
