@@ -188,3 +188,14 @@ async def test_scenario_xids_arrive_through_the_event_api(monkeypatch: pytest.Mo
         assert src.xid_errors().counts == {XidKey(0, 94, 2, 0): 1, XidKey(0, 119): 1}
     finally:
         await src.close()
+
+
+async def test_a_failing_wait_pauses_and_the_thread_goes_on(fake: ModuleType, source: NvmlSource) -> None:
+    """nvmlEventSetWait_v2 failing (not timing out) does not end the thread: later XIDs are still counted."""
+    fake.driver().refused["nvmlEventSetWait_v2"] = fake.NVML_ERROR_UNKNOWN
+    await source.discover()
+    wait_until(lambda: fake.driver().calls["nvmlEventSetWait_v2"] >= 1)
+    del fake.driver().refused["nvmlEventSetWait_v2"]
+    fake.raise_xid(5, 64, gi=1)
+    wait_until(lambda: bool(source.xid_errors().counts))
+    assert source.xid_errors().counts == {XidKey(5, 64, 1, None): 1}

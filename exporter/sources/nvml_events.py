@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from exporter.failurelog import FailureLog
 from exporter.sources.xid import XidCounter, instance_ids
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 NVML_ERROR_TIMEOUT = 10
 WAIT_MS = 500  # one wait's timeout: how long close() may wait for the thread
 ERROR_PAUSE_S = 1.0  # after a failed wait other than a timeout, so a broken set cannot spin a core
+WAITING = "waiting for NVML's XID events"
 
 
 def handle_address(handle: Any) -> int:
@@ -49,6 +51,7 @@ class XidEvents:
         self._stop = threading.Event()
         self._gpus: dict[int, int] = {}  # handle address -> GPU index, for every registered GPU
         self._refused: dict[int, str] = {}  # GPU index -> why it is not registered
+        self._failures = FailureLog(log)  # touched by the event thread only
 
     def watch(self, index: int, handle: Any, reason_of: Callable[[int], str]) -> None:
         """Register one GPU for XID events (once); on refusal keep the reason, `reason_of(code)`, and go on.
@@ -98,10 +101,13 @@ class XidEvents:
             try:
                 data = nvml.nvmlEventSetWait_v2(event_set, self._wait_ms)
             except nvml.NVMLError as exc:
-                if int(exc.value) != NVML_ERROR_TIMEOUT:
-                    log.warning("waiting for NVML events failed: %s", exc)
+                if int(exc.value) == NVML_ERROR_TIMEOUT:
+                    self._failures.recovered(WAITING)
+                else:
+                    self._failures.failed(WAITING, f"failed: {exc}")
                     self._stop.wait(ERROR_PAUSE_S)
                 continue
+            self._failures.recovered(WAITING)
             if int(data.eventType) & nvml.nvmlEventTypeXidCriticalError:
                 self._count(data)
 

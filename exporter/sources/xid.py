@@ -55,13 +55,14 @@ class XidCounter:
                 if self._dropped == count:
                     log.warning("more than %d XID label sets; not counting new ones (%s)", self._limit, key)
                 return
+            first = key not in self._counts
             self._counts[key] += count
             self._totals[gpu] += count
             self._last[gpu] = xid
             self._dirty = True
-        log.warning(
-            "XID %d on GPU %d%s", xid, gpu, "" if gi is None else f" GI {gi}" + ("" if ci is None else f" CI {ci}")
-        )
+        where = "" if gi is None else f" GI {gi}" + ("" if key.ci is None else f" CI {key.ci}")
+        # The first of each kind is logged; a storm of one XID (an application's fault, repeated) only counts.
+        log.log(logging.WARNING if first else logging.DEBUG, "XID %d on GPU %d%s", xid, gpu, where)
 
     def total(self, gpu: int) -> int:
         """XIDs counted on one GPU, every scope together."""
