@@ -199,3 +199,22 @@ async def test_a_failing_wait_pauses_and_the_thread_goes_on(fake: ModuleType, so
     fake.raise_xid(5, 64, gi=1)
     wait_until(lambda: bool(source.xid_errors().counts))
     assert source.xid_errors().counts == {XidKey(5, 64, 1, None): 1}
+
+
+async def test_an_event_wait_stuck_in_the_driver_holds_neither_sampling_nor_shutdown(
+    fake: ModuleType, library: ModuleType, clock: ManualClock
+) -> None:
+    """A wait that never returns: cycles go on, and close() gives up on the thread and keeps its set (not freed)."""
+    release = fake.hang_event_wait()
+    src = NvmlSource(library, clock=clock)
+    sampler = Sampler(src, interval=1.0, discovery_interval=3600.0, deadline=5.0)
+    try:
+        await sampler.run_once()
+        clock.now += 1.0
+        snapshot = await sampler.run_once()
+        assert snapshot.source_up and not snapshot.stale_gpus
+        assert snapshot.samples[3].get(Entity(3), Field.XID_ERRORS) == 0
+        await sampler.close()
+        assert fake.driver().calls["nvmlEventSetFree"] == 0 and fake.driver().initialized == 0
+    finally:
+        release.set()

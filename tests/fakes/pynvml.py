@@ -385,6 +385,7 @@ class _Driver:
     events: threading.Condition = field(default_factory=threading.Condition)
     started: float = field(default_factory=time.monotonic)  # scenario XIDs are timed from here
     scenario_xids_raised: int = 0  # how many of the scenario's XIDs (in `after` order) were raised
+    event_wait_hung: threading.Event | None = None  # set: nvmlEventSetWait_v2 blocks until it is set
 
 
 _driver: _Driver | None = None
@@ -424,12 +425,20 @@ def hang_gpu(gpu: int) -> threading.Event:
     return event
 
 
+def hang_event_wait() -> threading.Event:
+    """nvmlEventSetWait_v2 blocks, whatever its timeout, until the returned event is set (or HANG_LIMIT_SECONDS)."""
+    event = threading.Event()
+    driver().event_wait_hung = event
+    return event
+
+
 def release_all() -> None:
     """Unblock every hung call and stop hanging."""
     d = driver()
-    for event in d.hung.values():
+    for event in [*d.hung.values(), *([d.event_wait_hung] if d.event_wait_hung else [])]:
         event.set()
     d.hung.clear()
+    d.event_wait_hung = None
 
 
 def fail_metric(metric_id: int, code: int) -> None:
@@ -877,6 +886,9 @@ def nvmlDeviceRegisterEvents(handle: Any, eventTypes: int, eventSet: Any) -> Non
 @_api
 def nvmlEventSetWait_v2(eventSet: Any, timeoutms: int) -> c_nvmlEventData_t:
     d = driver()
+    hung = d.event_wait_hung
+    if hung is not None and not hung.wait(HANG_LIMIT_SECONDS):  # a wait stuck in the driver, past its timeout
+        raise NVMLError(NVML_ERROR_TIMEOUT)
     deadline = time.monotonic() + timeoutms / 1000
     with d.events:
         while True:
