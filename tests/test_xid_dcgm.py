@@ -81,6 +81,17 @@ async def test_dcgm_xid_value_is_counted_once_and_a_new_one_again(
     assert snapshot.xids.counts == {XidKey(3, 31, 1, 0): 2}
 
 
+async def test_dcgm_xids_closer_than_one_interval_each_count(engine: Any, sampler: Sampler, clock: ManualClock) -> None:
+    """Three XIDs on one compute instance between two cycles count three: every value since the last is read."""
+    await sampler.run_once()
+    for xid in (13, 13, 31):
+        engine.raise_xid(5, xid, gi=1, ci=0)
+    clock.now += 1.0
+    snapshot = await sampler.run_once()
+    assert snapshot.xids.counts == {XidKey(5, 13, 1, 0): 2, XidKey(5, 31, 1, 0): 1}
+    assert snapshot.xids.last[5] == 31
+
+
 async def test_dcgm_xid_from_before_the_start_is_history(dgx: Simulator, clock: ManualClock) -> None:
     """An XID the host engine recorded before the exporter started is not counted."""
     module = hostengine()

@@ -65,7 +65,7 @@ from exporter.sources.dcgm.mapping import (
     profiled_entities,
     xid_scopes,
 )
-from exporter.sources.dcgm.xids import DcgmXids
+from exporter.sources.dcgm.xids import DcgmXids, values_since
 from exporter.sources.driver_threads import in_driver_thread
 from exporter.sources.xid import XidCounter
 
@@ -508,19 +508,20 @@ class DcgmSource:
             index = self._indexes.get(watch.mapped.gpu_id, watch.mapped.gpu_id)
             log.warning("DCGM cannot watch XIDs on GPU %d (%s); its other fields are read as before", index, exc)
 
-    def _read_xids(self, handle: Any, index: int, watch: _GpuWatch) -> None:
-        """Count the XIDs DCGM recorded on the GPU and its instances since the last read."""
-        if watch.xid_reason or not watch.watched:
+    def _read_xids(self, conn: _Connection, index: int, watch: _GpuWatch) -> None:
+        """Count the XIDs DCGM recorded on the GPU and its instances since the last ones counted."""
+        field_group = conn.field_groups.get("xid")
+        groups = [(group, fg) for group, fg in watch.watched if fg is field_group]
+        if watch.xid_reason or not groups:
             return
-        scopes = xid_scopes(watch.mapped)
         try:
-            values = self._b.agent.dcgmEntitiesGetLatestValues(handle, self._pairs(scopes), [FI_XID_ERRORS], 0)
+            readings = values_since(self._b.agent, conn.handle, groups, self._xids.since(index), self.decoder)
         except self._b.structs.DCGMError as exc:
             if exc.value == self._b.structs.DCGM_ST_CONNECTION_NOT_VALID:
                 raise
             log.debug("reading XIDs of GPU %d failed: %s", index, exc)  # the GPU's own read reports the failure
             return
-        self._xids.count(index, scopes, values, self.decoder)
+        self._xids.count(index, xid_scopes(watch.mapped), readings)
 
     def xid_errors(self) -> XidErrors:
         """XIDs counted from DCGM's field 230 since the source started."""
@@ -615,7 +616,7 @@ class DcgmSource:
         agent = self._b.agent
         try:
             listing = self._listing(handle)
-            self._read_xids(handle, gpu.index, watch)  # first: an XID 79 comes just before the GPU's reads fail
+            self._read_xids(conn, gpu.index, watch)  # first: an XID 79 comes just before the GPU's reads fail
             if watch.failure is not None:
                 self._retry(conn, watch, watch.failure, listing)
             mapped = watch.mapped

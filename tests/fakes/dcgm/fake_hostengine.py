@@ -127,7 +127,7 @@ class FakeHostEngine:
         self._field_groups: dict[int, tuple[str, tuple[int, ...]]] = {}
         self._watches: dict[tuple[int, int], _Watch] = {}
         self._entities = self._enumerate()
-        self._xids: dict[tuple[int, int], tuple[int, int]] = {}  # entity -> (ts in us, last XID) of field 230
+        self._xids: dict[tuple[int, int], list[tuple[int, int]]] = {}  # entity -> field 230's (ts in us, XID)s
         self._xid_plan = sorted(simulator.scenario.xids, key=lambda x: x.after)
         self._xids_raised = 0
         self._started = time.monotonic()
@@ -174,8 +174,8 @@ class FakeHostEngine:
             else:
                 found = [e for e, v in self._entities.cis.items() if v == (gpu, gi, ci)]
                 entity = (dcgm_fields.DCGM_FE_GPU_CI, found[0])
-            ts = max(int(time.time() * 1e6), self._xids.get(entity, (0, 0))[0] + 1)
-            self._xids[entity] = (ts, xid)
+            history = self._xids.setdefault(entity, [])
+            history.append((max(int(time.time() * 1e6), history[-1][0] + 1 if history else 0), xid))
 
     def _raise_scenario_xids(self) -> None:
         elapsed = time.monotonic() - self._started
@@ -425,9 +425,27 @@ class FakeHostEngine:
             for fid in fields:
                 kind, status, value = self._value(group, entity_id, fid, flags, now)
                 recorded = self._xids.get((group, entity_id)) if fid == FI_XID else None
-                ok = recorded is not None and status == dcgm_structs.DCGM_ST_OK
-                ts_us = recorded[0] if recorded is not None and ok else int(now * 1e6)  # an XID's: when it arrived
+                ok = bool(recorded) and status == dcgm_structs.DCGM_ST_OK
+                ts_us = recorded[-1][0] if recorded and ok else int(now * 1e6)  # an XID's: when it arrived
                 out.append((group, entity_id, fid, kind, status, value, ts_us))
+        return out
+
+    def values_since(self, handle: int, group: int, fg: int, since_us: int) -> list[tuple[int, int, list[Any]]]:
+        """(entity group, entity ID, [(ts in us, XID)]) of field 230 at or after `since_us`, per entity of a watched
+        group (the only field with a history here: the others are computed at any instant)."""
+        self.check(handle)
+        self._raise_scenario_xids()
+        if (group, fg) not in self._watches:
+            raise EngineError(dcgm_structs.DCGM_ST_NOT_WATCHED)
+        if FI_XID not in self._field_groups[fg][1]:
+            raise EngineError(dcgm_structs.DCGM_ST_NOT_SUPPORTED)  # the fake keeps no other field's history
+        out = []
+        for entity in self._groups[group][1]:
+            if self._gpu_of(*entity) in self.lost:
+                continue
+            values = [v for v in self._xids.get(entity, []) if v[0] >= since_us]
+            if values:
+                out.append((*entity, values))
         return out
 
     def _value(self, group: int, entity_id: int, fid: int, flags: int, now: float) -> tuple[str, int, object]:
@@ -450,9 +468,9 @@ class FakeHostEngine:
                 return kind, dcgm_structs.DCGM_ST_NOT_WATCHED, _blank(kind, "blank")
             if fid == FI_XID:  # event-driven: the latest XID recorded on the entity, whatever the watch's ticks
                 recorded = self._xids.get((group, entity_id))
-                if recorded is None:
+                if not recorded:
                     return kind, dcgm_structs.DCGM_ST_NO_DATA, _blank(kind, "blank")
-                return kind, dcgm_structs.DCGM_ST_OK, recorded[1]
+                return kind, dcgm_structs.DCGM_ST_OK, recorded[-1][1]
             updates, latest = watch.updates(now)
             if latest is None:
                 return kind, dcgm_structs.DCGM_ST_NO_DATA, _blank(kind, "blank")
