@@ -18,6 +18,9 @@ absent with the reason; it never fails the GPU.
 GPM ratios need two readings: each GPU instance and compute instance owns two GPM sample
 buffers, allocated on first use and reused, and the ratios are computed between the
 previous reading and this one. The first cycle after an instance appears has no ratios yet.
+
+XID errors come from NVML's event API, waited for in a thread of their own (nvml_events.py) and
+counted apart from the samples; discovery registers each GPU for them.
 """
 
 from __future__ import annotations

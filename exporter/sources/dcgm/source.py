@@ -6,7 +6,9 @@ embedded one, and maps DCGM's own GPU-instance and compute-instance entity IDs t
 through the GPU-instance hierarchy. One field group (profiling ratios and framebuffer, by field
 number) is watched on every GPU instance, compute instance and MIG-disabled GPU; power,
 temperature and framebuffer are watched on GPU entities only, since on an instance the first
-two repeat the parent's value (and a MIG-enabled GPU entity is never asked for profiling).
+two repeat the parent's value (and a MIG-enabled GPU entity is never asked for profiling). XID
+errors (field 230) are watched on the GPU and its instances, in a field group of their own, and
+counted from every value recorded since the last cycle (xids.py).
 
 DCGM's entity IDs change on a re-partition and a host-engine restart loses every group and
 watch, so both lead back to discovery, which re-maps the hierarchy and re-creates the
