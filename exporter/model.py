@@ -21,9 +21,9 @@ class Field(enum.Enum):
     DRAM_ACTIVE = "dram_active"
     MEMORY_USED = "memory_used"
     MEMORY_TOTAL = "memory_total"
+    XID_ERRORS = "xid_errors"  # on the GPU entity: XIDs counted since start, all scopes (support shows here)
     POWER = "power"
     TEMPERATURE = "temperature"
-    XID_ERRORS = "xid_errors"  # on the GPU entity: XIDs counted since start, all scopes (support shows here)
 
     # Members are singletons, so identity is the right hash; Enum's own hashes the name in Python
     # code, which every value lookup of a sample and of the exposition would pay.

@@ -9,14 +9,12 @@ Deliberate differences from dcgm-exporter: power and temperature appear once per
 repeated on every GPU instance; compute instances have no dcgm-exporter series (it reports
 GPU instances only); FB_FREE is total minus used, so on DCGM it may include reserved memory;
 no `pci_bus_id` or `hostname` labels (Prometheus' `instance` label names the node).
-DCGM_FI_DEV_XID_ERRORS is, as in dcgm-exporter, a gauge of the last XID seen on the GPU (0 before
-any), whatever instance raised it; the native counter `mig_gpu_xid_errors_total` counts each one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 
 from exporter.exposition.health import exporter_families
 from exporter.exposition.native import native_families
@@ -28,9 +26,8 @@ from exporter.exposition.series import (
     EntityValues,
     FamilyTemplate,
     Reader,
-    RowOf,
-    Rows,
 )
+from exporter.exposition.xids import DCGM_HELP, DCGM_NAME, LastXid
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 
 MIB = 1024**2
@@ -46,22 +43,6 @@ def _mib(size: float) -> float:
 def _free_mib(values: EntityValues) -> float | None:
     used, total = values.get(Field.MEMORY_USED), values.get(Field.MEMORY_TOTAL)
     return None if used is None or total is None else _mib(total - used)
-
-
-class LastXid(Reader):
-    """The key is a GPU entity: the last XID seen on that GPU, 0 before any; absent where XIDs are not watched."""
-
-    __slots__ = ()
-
-    def compile(self, key: Entity, row_of: RowOf) -> tuple[int, int]:
-        return row_of(key), key.gpu
-
-    def values(self, snapshot: Snapshot, rows: Rows, keys: Sequence[tuple[int, int]]) -> Iterable[float | None]:
-        last = snapshot.xids.last
-        return [
-            None if (values := rows[row]) is None or Field.XID_ERRORS not in values else last.get(gpu, 0)
-            for row, gpu in keys
-        ]
 
 
 # Read on every GPU instance, or on the GPU itself where MIG is disabled: (name, help, reader).
@@ -98,7 +79,7 @@ PER_SLICE: tuple[tuple[str, str, Reader], ...] = (
 PER_GPU: tuple[tuple[str, str, Reader], ...] = (
     ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", EntityField(Field.POWER)),
     ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", EntityField(Field.TEMPERATURE)),
-    ("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", LastXid()),
+    (DCGM_NAME, DCGM_HELP, LastXid()),  # the last XID code, as dcgm-exporter (exposition/xids.py)
 )
 
 

@@ -18,8 +18,8 @@ from exporter.exposition.series import (
     EntityField,
     EntityFieldOr,
     FamilyTemplate,
-    Row,
 )
+from exporter.exposition.xids import xid_rows
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot, Topology
 
 # GPU-wide values, read on the GPU entity of every GPU.
@@ -91,15 +91,6 @@ def _instance_families(topology: Topology) -> Iterator[FamilyTemplate]:
     for gpu, inst in instances:
         total.add(_instance_key(gpu, inst), (Entity(gpu.index, inst.gi), inst.memory_total_bytes))
     yield total
-
-
-def xid_rows(snapshot: Snapshot) -> list[Row]:
-    """One series per (GPU, XID, GI, CI) seen since start, whether or not the instance still exists."""
-    rows: list[Row] = []
-    for key in sorted(snapshot.xids.counts, key=lambda k: k.sort_key()):
-        gi, ci = ("" if v is None else str(v) for v in (key.gi, key.ci))
-        rows.append(((str(key.gpu), str(key.xid), gi, ci), snapshot.xids.counts[key]))
-    return rows
 
 
 def _compute_instance_families(topology: Topology) -> Iterator[FamilyTemplate]:

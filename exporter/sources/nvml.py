@@ -484,6 +484,7 @@ class NvmlSource:
         with self._errors(index):
             self._verify_devices(h)
             self._probe_empty_slots(h)
+            self._read_xids(index, gpu_values, unsupported)
             self._read_field(
                 Field.POWER, lambda: nvml.nvmlDeviceGetPowerUsage(h.handle) / 1000.0, gpu_values, unsupported
             )
@@ -494,24 +495,11 @@ class NvmlSource:
                 unsupported,
             )
             self._read_memory(h, values, gpu_values, unsupported)
-            self._read_xids(index, gpu_values, unsupported)
             if h.gpm:
                 self._read_activity(h, values, unsupported)
             else:
                 unsupported.update(dict.fromkeys(ACTIVITY_FIELDS, "no_gpm"))
         return GpuSample(gpu=index, values=values, unsupported=unsupported)
-
-    def _read_xids(self, index: int, gpu_values: dict[Field, float], unsupported: dict[Field, str]) -> None:
-        """The GPU's XID count so far (every scope), or why its events cannot be had."""
-        reason = self._events.reason(index)
-        if reason is None:
-            gpu_values[Field.XID_ERRORS] = float(self._xids.total(index))
-        else:
-            unsupported[Field.XID_ERRORS] = reason
-
-    def xid_errors(self) -> XidErrors:
-        """XID errors counted from NVML's events since the source opened."""
-        return self._xids.snapshot()
 
     def _read_memory(
         self,
@@ -561,6 +549,18 @@ class NvmlSource:
             if int(exc.value) not in _UNAVAILABLE:
                 raise
             unsupported[fld] = error_reason(int(exc.value))
+
+    def _read_xids(self, index: int, gpu_values: dict[Field, float], unsupported: dict[Field, str]) -> None:
+        """The GPU's XID count so far (every scope), or why its events cannot be had."""
+        reason = self._events.reason(index)
+        if reason is None:
+            gpu_values[Field.XID_ERRORS] = float(self._xids.total(index))
+        else:
+            unsupported[Field.XID_ERRORS] = reason
+
+    def xid_errors(self) -> XidErrors:
+        """XID errors counted from NVML's events since the source opened."""
+        return self._xids.snapshot()
 
     def _verify_devices(self, h: _GpuHandles) -> None:
         """Raise TopologyChangedError when a MIG handle's slot now holds another instance (or none)."""

@@ -484,7 +484,6 @@ class DcgmSource:
                         exc,
                     )
                     self._watch(conn, watch, group, "memory", MEMORY_FIELDS)
-            self._watch_xids(conn, watch, [gpu_group, *([group] if profiled and mapped.mig_enabled else [])])
         except structs.DCGMError as exc:
             if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
                 raise
@@ -493,41 +492,10 @@ class DcgmSource:
             self._fail(watch, GpuError(f"GPU {index}: DCGM cannot watch it: {exc}", self.decoder.status(exc.value)))
             log.warning("%s; the other GPUs are not affected, retrying in %.0fs", watch.failure, watch.backoff)
             return False
+        self._watch_xids(conn, watch, [gpu_group, *([group] if profiled and mapped.mig_enabled else [])])
         watch.failure = None
         watch.backoff = RECONNECT_MIN_S
         return True
-
-    def _watch_xids(self, conn: _Connection, watch: _GpuWatch, groups: list[Any]) -> None:
-        """Watch field 230 on the GPU and its instances; a refusal leaves XIDs out with the reason, the rest read."""
-        structs = self._b.structs
-        try:
-            for group in groups:
-                self._watch(conn, watch, group, "xid", (FI_XID_ERRORS,))
-        except structs.DCGMError as exc:
-            if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
-                raise
-            watch.xid_reason = self.decoder.status(exc.value)
-            index = self._indexes.get(watch.mapped.gpu_id, watch.mapped.gpu_id)
-            log.warning("DCGM cannot watch XIDs on GPU %d (%s); its other fields are read as before", index, exc)
-
-    def _read_xids(self, conn: _Connection, index: int, watch: _GpuWatch) -> None:
-        """Count the XIDs DCGM recorded on the GPU and its instances since the last ones counted."""
-        field_group = conn.field_groups.get("xid")
-        groups = [(group, fg) for group, fg in watch.watched if fg is field_group]
-        if watch.xid_reason or not groups:
-            return
-        try:
-            readings = values_since(self._b.agent, conn.handle, groups, self._xids.since(index), self.decoder)
-        except self._b.structs.DCGMError as exc:
-            if exc.value == self._b.structs.DCGM_ST_CONNECTION_NOT_VALID:
-                raise
-            log.debug("reading XIDs of GPU %d failed: %s", index, exc)  # the GPU's own read reports the failure
-            return
-        self._xids.count(index, xid_scopes(watch.mapped), readings)
-
-    def xid_errors(self) -> XidErrors:
-        """XIDs counted from DCGM's field 230 since the source started."""
-        return self._xids.counter.snapshot()
 
     def _profiling_refusals(self) -> tuple[int, ...]:
         """Statuses that mean the profiling fields cannot be watched here, while memory and power still can."""
@@ -604,7 +572,7 @@ class DcgmSource:
     # -- sampling ---------------------------------------------------------------------------
 
     async def sample(self, gpu: Gpu) -> GpuSample:
-        return await in_driver_thread(partial(self._sample, gpu))
+        return self._with_xids(await in_driver_thread(partial(self._sample, gpu)))
 
     def _sample(self, gpu: Gpu) -> GpuSample:
         with self._lock:
@@ -638,14 +606,7 @@ class DcgmSource:
             raise self._error(handle, exc) from None
         readings = self._readings([*gpu_values, *values])
         self._check_answering(gpu.index, watch, readings.get((FE_GPU, mapped.gpu_id, FI_FB_TOTAL)))
-        sample = Assembler(readings, watch.profiling_reason).sample(gpu, mapped)
-        values, unsupported = dict(sample.values), dict(sample.unsupported)
-        if watch.xid_reason:
-            unsupported[Field.XID_ERRORS] = watch.xid_reason
-        else:
-            whole = Entity(gpu.index)
-            values[whole] = {**values.get(whole, {}), Field.XID_ERRORS: self._xids.counter.total(gpu.index)}
-        return GpuSample(gpu=gpu.index, values=values, unsupported=unsupported)
+        return Assembler(readings, watch.profiling_reason).sample(gpu, mapped)
 
     def _retry(self, conn: _Connection, watch: _GpuWatch, failure: GpuError, listing: _Listing) -> None:
         """Rebuild a failing GPU's watches when its backoff is over; raise its failure while it still fails."""
@@ -702,6 +663,50 @@ class DcgmSource:
                 raise TopologyChangedError(f"DCGM entity {key[1]} no longer exists")
             out[key] = reading
         return out
+
+    def _watch_xids(self, conn: _Connection, watch: _GpuWatch, groups: list[Any]) -> None:
+        """Watch field 230 on the GPU and its instances; a refusal leaves XIDs out with the reason, the rest read."""
+        structs = self._b.structs
+        try:
+            for group in groups:
+                self._watch(conn, watch, group, "xid", (FI_XID_ERRORS,))
+        except structs.DCGMError as exc:
+            if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
+                raise
+            watch.xid_reason = self.decoder.status(exc.value)
+            index = self._indexes.get(watch.mapped.gpu_id, watch.mapped.gpu_id)
+            log.warning("DCGM cannot watch XIDs on GPU %d (%s); its other fields are read as before", index, exc)
+
+    def _read_xids(self, conn: _Connection, index: int, watch: _GpuWatch) -> None:
+        """Count the XIDs DCGM recorded on the GPU and its instances since the last ones counted."""
+        field_group = conn.field_groups.get("xid")
+        groups = [(group, fg) for group, fg in watch.watched if fg is field_group]
+        if watch.xid_reason or not groups:
+            return
+        try:
+            readings = values_since(self._b.agent, conn.handle, groups, self._xids.since(index), self.decoder)
+        except self._b.structs.DCGMError as exc:
+            if exc.value == self._b.structs.DCGM_ST_CONNECTION_NOT_VALID:
+                raise
+            log.debug("reading XIDs of GPU %d failed: %s", index, exc)  # the GPU's own read reports the failure
+            return
+        self._xids.count(index, xid_scopes(watch.mapped), readings)
+
+    def _with_xids(self, sample: GpuSample) -> GpuSample:
+        """The sample with the GPU's XID count so far, or why its XIDs cannot be read."""
+        conn = self._conn
+        watch = conn.gpus.get(sample.gpu) if conn is not None else None
+        values, unsupported = dict(sample.values), dict(sample.unsupported)
+        if watch is not None and watch.xid_reason:
+            unsupported[Field.XID_ERRORS] = watch.xid_reason
+        else:
+            whole = Entity(sample.gpu)
+            values[whole] = {**values.get(whole, {}), Field.XID_ERRORS: self._xids.counter.total(sample.gpu)}
+        return GpuSample(gpu=sample.gpu, values=values, unsupported=unsupported)
+
+    def xid_errors(self) -> XidErrors:
+        """XIDs counted from DCGM's field 230 since the source started."""
+        return self._xids.counter.snapshot()
 
     # -- doctor -------------------------------------------------------------------------------
 
