@@ -111,7 +111,7 @@ async def test_dcgm_xid_from_before_the_start_is_history(dgx: Simulator, clock: 
 
 async def test_dcgm_refused_xid_watch_leaves_the_rest(engine: Any, sampler: Sampler, clock: ManualClock) -> None:
     """A host engine that refuses to watch field 230: XIDs absent with the reason, every other value read."""
-    engine.refuse_watch[230] = fake_bindings().structs.DCGM_ST_NOT_SUPPORTED
+    engine.unwatchable[230] = fake_bindings().structs.DCGM_ST_NOT_SUPPORTED
     await sampler.run_once()
     clock.now += 1.0
     snapshot = await sampler.run_once()

@@ -109,6 +109,9 @@ class FakeHostEngine:
         # What a profiling watch fails with when profiling is off: PROFILING_NOT_SUPPORTED (the GPU or engine
         # cannot), MODULE_NOT_LOADED (the profiling module failed to load), REQUIRES_ROOT (non-root host engine).
         self.profiling_error = dcgm_structs.DCGM_ST_PROFILING_NOT_SUPPORTED
+        # Field number -> the status a watch of a field group holding it fails with (an older DCGM that lacks the
+        # field, or a profiling module that cannot add it to its passes).
+        self.unwatchable: dict[int, int] = {}
         self.build_info = f"version:{version};arch:x86_64;buildtype:Release;commit:fake;branch:fake;"
         self.running = True
         # NVML index -> DCGM GPU ID; DCGM's IDs follow its own enumeration, not NVML's order.
@@ -118,7 +121,6 @@ class FakeHostEngine:
         self._profiling_loaded = False
         self.blank: dict[int, str] = {}  # field ID -> "blank" | "not_found" | "not_supported" | "no_permission"
         self.statuses: dict[int, int] = {}  # field ID -> per-value DCGM_ST_* status
-        self.refuse_watch: dict[int, int] = {}  # field ID -> DCGM_ST_* status a watch of a field group holding it gets
         self.calls: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._next_id = 1
@@ -380,9 +382,9 @@ class FakeHostEngine:
         fields = self._field_groups[fg][1]
         if any(self._gpu_of(*entity) in self.lost for entity in self._groups[group][1]):
             raise EngineError(dcgm_structs.DCGM_ST_GPU_IS_LOST)  # no watches on a lost GPU's entities
-        refused = [self.refuse_watch[f] for f in fields if f in self.refuse_watch]
-        if refused:
-            raise EngineError(refused[0])
+        for f in fields:
+            if f in self.unwatchable:
+                raise EngineError(self.unwatchable[f])
         if any(f in PROFILING for f in fields):
             if not self.profiling:
                 raise EngineError(self.profiling_error)
