@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from dashboards.common import ACTIVITY
+from dashboards.prometheus_rules import xid_expr
 from dashboards.thresholds import Thresholds
 from exporter.contract import recorded
 from exporter.contract import thresholds as limits
+from exporter.contract.xids import ATTENTION_XIDS, XID_ALERT_WINDOW
+from exporter.timespec import parse_duration
 
 EXPRESSION_DATASOURCE = "__expr__"  # Grafana's server-side expressions (reduce, threshold)
 FOLDER = "MIG"
@@ -160,5 +163,42 @@ def alert_rules(
         "groups": [
             {"orgId": 1, "name": "mig-exporter slices", "folder": FOLDER, "interval": "1m", "rules": [idle, underused]},
             {"orgId": 1, "name": "mig-exporter fleet", "folder": FOLDER, "interval": "1m", "rules": [node, namespace]},
+            {
+                "orgId": 1,
+                "name": "mig-exporter xid",
+                "folder": FOLDER,
+                "interval": "1m",
+                "rules": xid_rules(datasource_uid),
+            },
         ],
     }
+
+
+def xid_rules(datasource_uid: str) -> list[dict[str, Any]]:
+    """MigGpuXidError as Grafana rules: one per XID that needs attention, firing at once on any new one."""
+    where = (
+        "GPU {{ $labels.gpu }}{{ if $labels.gi }} GI {{ $labels.gi }}{{ end }}"
+        "{{ if $labels.ci }} CI {{ $labels.ci }}{{ end }} of {{ $labels.instance }}"
+    )
+    rules = []
+    for entry in ATTENTION_XIDS:
+        rule = _rule(
+            f"mig-gpu-xid-{entry.xid}",
+            f"MigGpuXidError {entry.xid}",
+            xid_expr(entry.xid),
+            {"type": "gt", "params": [0]},
+            datasource_uid=datasource_uid,
+            window_s=int(parse_duration(XID_ALERT_WINDOW)) * 2,
+            for_="0s",
+            severity=entry.severity,
+            summary=f"XID {entry.xid} on {where}: {entry.meaning}",
+            description=(
+                f"The driver reported XID {entry.xid} ({entry.meaning}) on {where} in the last "
+                f"{XID_ALERT_WINDOW}. gi and ci name the MIG instance that raised it; neither means GPU-wide."
+            ),
+            panel=None,
+        )
+        rule["labels"]["xid"] = str(entry.xid)
+        rule["annotations"] |= {"runbook": "README.md#miggpuxiderror", "action": entry.action}
+        rules.append(rule)
+    return rules

@@ -138,5 +138,21 @@ def instance_dashboard(th: Thresholds = DEFAULT_THRESHOLDS) -> g.Dashboard:
                 pos(12, 21, 12, 6),
                 {"ci": "CI", "namespace": "namespace", "pod": "pod", "container": "container"},
             ),
+            timeseries(
+                "Power: this GPU instance's estimated share",
+                [
+                    target(f"{recorded.INSTANCE_POWER_ESTIMATE}{{{SEL}}}", "A", "GPU instance (estimate)"),
+                    target(f'{fam.GPU_POWER}{{instance="$instance", gpu="$gpu"}}', "B", "whole GPU (measured)"),
+                    target(f'{recorded.GPU_IDLE_POWER}{{instance="$instance", gpu="$gpu"}}', "C", "GPU idle floor"),
+                ],
+                pos(0, 27, 24, 8),
+                unit="watt",
+                valueMin=0,
+                description=(
+                    "An estimate: the driver reads power per GPU only. The GPU's idle power (its lowest draw in the "
+                    "last day) is shared by compute slices held, the power above it by slice-weighted activity. "
+                    "Integrated over time it is the instance's energy, as in mig-exporter report."
+                ),
+            ),
         ],
     )

@@ -16,6 +16,8 @@ from dashboards.thresholds import Thresholds
 from exporter.contract import defaults, recorded
 from exporter.contract import families as fam
 from exporter.contract import thresholds as limits
+from exporter.contract.xids import ATTENTION_XIDS, XID_ALERT_WINDOW
+from exporter.mig.catalog import COMPUTE_SLICES
 from exporter.model import Field
 from exporter.timespec import format_duration, parse_duration
 
@@ -388,9 +390,123 @@ def alert_rules(th: Thresholds) -> Group:
     )
 
 
+def xid_expr(xid: int, window: str = XID_ALERT_WINDOW) -> str:
+    """New XIDs of one code within `window`, per series: counted up, or a series born in the window.
+
+    A counter series appears with the first XID at 1, so increase() alone would never see it.
+    """
+    series = f'{fam.GPU_XID_ERRORS}{{xid="{xid}"}}'
+    return f"increase({series}[{window}]) > 0\nor\nmax without () ({series} unless {series} offset {window})\n"
+
+
+def xid_alert_rules() -> Group:
+    """One rule per XID that needs attention, so each carries its own meaning, severity and runbook line."""
+    where = (
+        "GPU {{ $labels.gpu }}{{ if $labels.gi }} GI {{ $labels.gi }}{{ end }}"
+        "{{ if $labels.ci }} CI {{ $labels.ci }}{{ end }}"
+    )
+    rules = []
+    for entry in ATTENTION_XIDS:
+        rule = _alert(
+            "MigGpuXidError",
+            xid_expr(entry.xid),
+            "0m",
+            entry.severity,
+            f"XID {entry.xid} on {where} of {{{{ $labels.instance }}}}: {entry.meaning}",
+            f"The driver reported XID {entry.xid} ({entry.meaning}) on {where} of node {{{{ $labels.instance }}}} "
+            f"in the last {spoken(XID_ALERT_WINDOW, article=False)}. "
+            "gi and ci name the MIG instance that raised it; neither means GPU-wide.",
+            f"XID {entry.xid}: {entry.meaning}.",
+        )
+        rule.body["annotations"]["action"] = entry.action
+        rule.body["labels"]["xid"] = str(entry.xid)  # the series' own value; keeps the rules apart for promtool
+        rules.append(rule)
+    return Group(
+        "mig-exporter.xid",
+        tuple(rules),
+        comment=(
+            "XID errors that need someone to act (exporter/contract/xids.py); other XIDs are counted but do not\n"
+            f"alert. Each fires at once and for {spoken(XID_ALERT_WINDOW)} after the last XID of its code on a\n"
+            "GPU or slice."
+        ),
+    )
+
+
+def idle_power_rules() -> Group:
+    """Each GPU's idle power: the lowest it drew in the last day, through 5-minute minima (cheap to keep)."""
+    window = f"[{format_duration(parse_duration(recorded.ROLLUP_INTERVAL) - 0.001)}]"
+    return Group(
+        "mig-exporter.energy.5m",
+        (
+            Rule(
+                {"record": recorded.GPU_POWER_MIN5M, "expr": f"min_over_time({fam.GPU_POWER}{window})"},
+                "The lowest power each GPU drew in each 5-minute window (windows tile time, as the rollups').",
+            ),
+            Rule(
+                {"record": recorded.GPU_IDLE_POWER, "expr": f"min_over_time({recorded.GPU_POWER_MIN5M}[1d])"},
+                "Idle power: the lowest power the GPU drew in the last day. On a GPU never idle that long it holds\n"
+                "some active power too, which the estimate then shares by slices held instead of by activity.",
+            ),
+        ),
+        interval=recorded.ROLLUP_INTERVAL,
+    )
+
+
+def energy_rules() -> Group:
+    """Each GPU instance's estimated share of its GPU's power."""
+    gpu, gi = "instance, job, gpu", "instance, job, gpu, gi, profile"
+    slices, activity, power = fam.INSTANCE_COMPUTE_SLICES, ACTIVITY, fam.GPU_POWER
+    idle = f"({recorded.GPU_IDLE_POWER} <= {power} or {power})"
+    weighted = f"{activity} * on ({gi}) {slices}"
+    measured = f"{slices} and on ({gi}) {activity}"
+    expr = (
+        "(\n"
+        f"  {slices} / {COMPUTE_SLICES}\n"
+        f"  * on ({gpu}) group_left ()\n"
+        f"  {idle}\n"
+        ")\n"
+        "+\n"
+        "(\n"
+        "  (\n"
+        f"    {weighted}\n"
+        f"    / on ({gpu}) group_left ()\n"
+        f"    (sum by ({gpu}) ({weighted}) > 0)\n"
+        "  or\n"
+        f"    ({measured})\n"
+        f"    / on ({gpu}) group_left ()\n"
+        f"    sum by ({gpu}) ({measured})\n"
+        "  )\n"
+        f"  * on ({gpu}) group_left ()\n"
+        f"  ({power} - on ({gpu}, uuid) {idle})\n"
+        ")\n"
+    )
+    return Group(
+        "mig-exporter.energy",
+        (
+            Rule(
+                {"record": recorded.INSTANCE_POWER_ESTIMATE, "expr": expr},
+                "Estimated power of each GPU instance (watts; NVML and DCGM read power per GPU only). The GPU's\n"
+                f"idle power is shared by compute slices held (of {COMPUTE_SLICES}; unallocated slices keep theirs), "
+                "the power above it by\nslice-weighted activity, or by slices held when no instance is active. "
+                "Until the first idle floor is\nrecorded (at most 5 minutes), all power counts as idle. Absent "
+                "where activity is not read.",
+            ),
+        ),
+    )
+
+
 def rule_groups(th: Thresholds) -> tuple[Group, ...]:
     """Every group of the shipped rules file, in file order."""
-    return (recording_rules(), rollup_rules(), fleet_rules(th), hourly_rules(), alert_rules(th))
+    return (
+        recording_rules(),
+        rollup_rules(),
+        fleet_rules(th),
+        hourly_rules(),
+        idle_power_rules(),
+        energy_rules(),
+        alert_rules(th),
+        xid_alert_rules(),
+    )
 
 
 class _Dumper(yaml.SafeDumper):

@@ -21,6 +21,7 @@ class Field(enum.Enum):
     DRAM_ACTIVE = "dram_active"
     MEMORY_USED = "memory_used"
     MEMORY_TOTAL = "memory_total"
+    XID_ERRORS = "xid_errors"  # on the GPU entity: XIDs counted since start, all scopes (support shows here)
     POWER = "power"
     TEMPERATURE = "temperature"
     # GPU-wide health, clocks, energy and I/O (dcgm-exporter's default counters), in base units
@@ -168,6 +169,38 @@ class GpuSample:
 
 
 @dataclass(frozen=True, slots=True)
+class XidKey:
+    """Where an XID error was counted: its GPU, its code and, on MIG, the instance that raised it.
+
+    `gi` and `ci` are None for a GPU-wide XID; `ci` alone is None for one raised by a GPU instance.
+    """
+
+    gpu: int
+    xid: int
+    gi: int | None = None
+    ci: int | None = None
+
+    def sort_key(self) -> tuple[int, int, int, int]:
+        """GPU, XID, then GPU-wide before instance-scoped."""
+        return (self.gpu, self.xid, -1 if self.gi is None else self.gi, -1 if self.ci is None else self.ci)
+
+
+@dataclass(frozen=True, slots=True)
+class XidErrors:
+    """XID errors seen since the exporter started: counts by XidKey, and the last XID per GPU index.
+
+    Cumulative for the life of the process, kept apart from each GPU's sample so that a GPU whose sampling
+    fails after an XID (79, fallen off the bus) still shows it.
+    """
+
+    counts: Mapping[XidKey, int] = field(default_factory=dict)
+    last: Mapping[int, int] = field(default_factory=dict)
+
+
+NO_XIDS = XidErrors()
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one scrape reports: immutable, published whole by the sampler."""
 
@@ -180,3 +213,4 @@ class Snapshot:
     errors: Mapping[tuple[str, str], int]  # cumulative, by (stage, reason)
     stale_gpus: frozenset[int] = frozenset()
     topology_changes: int = 0  # cumulative: GPUs whose layout changed, appeared or disappeared at a discovery
+    xids: XidErrors = NO_XIDS  # from a source that counts XID errors (XidSource)

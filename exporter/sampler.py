@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.failurelog import FailureLog
-from exporter.model import Gpu, GpuSample, Snapshot, Topology
-from exporter.sources.base import GpuError, Source, TopologyChangedError
+from exporter.model import NO_XIDS, Gpu, GpuSample, Snapshot, Topology
+from exporter.sources.base import GpuError, Source, TopologyChangedError, XidSource
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class Sampler:
             errors=dict(self._errors),
             stale_gpus=frozenset(i for i in failed if topology.gpu(i) is not None),
             topology_changes=self._topology_changes,
+            xids=self.source.xid_errors() if isinstance(self.source, XidSource) else NO_XIDS,
         )
         self.publish(snapshot)
         return snapshot

@@ -26,6 +26,7 @@ AGENT_SIGNATURES = {
     "dcgmUnwatchFields": ("dcgm_handle", "groupId", "fieldGroupId"),
     "dcgmUpdateAllFields": ("dcgm_handle", "waitForUpdate"),
     "dcgmEntitiesGetLatestValues": ("dcgmHandle", "entities", "fieldIds", "flags"),
+    "dcgmGetValuesSince_v2": ("dcgm_handle", "groupId", "fieldGroupId", "sinceTimestamp", "enumCB", "userData"),
 }
 STRUCT_FIELDS = {
     "c_dcgmGroupEntityPair_t": ("entityGroupId", "entityId"),
@@ -40,6 +41,7 @@ STRUCT_FIELDS = {
     "c_dcgmMigHierarchyInfo_v2": ("entity", "parent", "info"),
     "c_dcgmMigHierarchy_v2": ("version", "count", "entityList"),
     "c_dcgmConnectV2Params_v2": ("version", "persistAfterDisconnect", "timeoutMs", "addressIsUnixSocket"),
+    "c_dcgmFieldValue_v1": ("version", "fieldId", "fieldType", "status", "ts", "value"),
     "c_dcgmFieldValue_v2": (
         "version",
         "entityGroupId",

@@ -230,8 +230,9 @@ async def test_dcgm_repartition_is_picked_up_with_remapped_entity_ids(
     assert snapshot.source_up and snapshot.errors == {} and snapshot.topology_changes == 1
     assert [i.profile for i in snapshot.topology.gpus[0].instances] == ["3g.40gb", "3g.40gb"]
     assert Entity(0, 7) not in snapshot.samples[0].values  # the old 1g instances are gone
-    # Per GPU a group of its GPU entity and, with MIG on, one of its instances; two shared field groups.
-    assert len(engine._groups) == 2 * 7 + 1 and len(engine._field_groups) == 4
+    # Per GPU a group of its GPU entity and, with MIG on, one of its instances; shared field groups: GPU fields,
+    # instance fields, the health and I/O fields, XIDs.
+    assert len(engine._groups) == 2 * 7 + 1 and len(engine._field_groups) == 5
     replaced = groups_before - set(engine._groups)
     assert len(replaced) == 2  # only GPU 0's two groups were destroyed and re-created; the others kept watching
     assert "<td>?</td>" in layout_fragment(layout(snapshot, ActivityWindow(), "dcgm"))  # placement unknown

@@ -75,7 +75,8 @@ def test_nvml_fake_structs_match_real() -> None:
 def test_nvml_fake_constants_and_error_classes_match_real() -> None:
     """Constants have the real values and NVMLError(code) builds the same-named subclass in both modules."""
     fake = load_fake_pynvml()
-    constants = {n: v for n, v in vars(fake).items() if n.startswith("NVML_") or n.endswith("_v2")}
+    constants = {n: v for n, v in vars(fake).items() if n.startswith(("NVML_", "nvmlEvent")) or n.endswith("_v2")}
+    assert "nvmlEventTypeXidCriticalError" in constants
     for name, value in constants.items():
         if isinstance(value, int) and name not in RELEASE_DEPENDENT:
             assert getattr(real, name) == value, name

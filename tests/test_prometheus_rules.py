@@ -20,6 +20,7 @@ ALERTS = {
     "MigInstanceMemoryNearlyFull",
     "MigExporterDown",
     "MigExporterStale",
+    "MigGpuXidError",
 }
 
 

@@ -129,7 +129,8 @@ def test_report_figures_match_the_simulator(stack: Stack, report: dict[str, Any]
 
 def test_report_json_has_exactly_the_documented_keys(report: dict[str, Any]) -> None:
     """The JSON document and each instance carry exactly the keys automation relies on."""
-    assert set(report) == {"window", "source", "instances", "gpus_today", "gpus_recommended", "layouts"}
+    assert set(report) == {"window", "source", "instances", "gpus_today", "gpus_recommended", "energy", "layouts"}
+    assert report["energy"] == {"kwh_estimate": None, "idle_share": None}  # no energy rule recorded here
     assert report["window"]["duration"] == "14d" and report["window"]["step"] == "5m"
     assert set(report["source"]) == {
         "url",
@@ -154,6 +155,7 @@ def test_report_json_has_exactly_the_documented_keys(report: dict[str, Any]) -> 
             "p95_gr_engine_active",
             "max_memory_used_bytes",
             "idle_fraction",
+            "energy_kwh_estimate",
             "recommendation",
         }
         assert set(row["recommendation"]) == {"action", "profile", "constraint", "reason"}

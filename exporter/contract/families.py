@@ -101,6 +101,14 @@ GPU_PCIE = {
     for f in PCIE_HELP
 }
 
+GPU_XID_ERRORS = Family(
+    "mig_gpu_xid_errors",
+    "XID errors the driver reported since the exporter started, by XID code and the MIG instance that raised it "
+    "(gi and ci empty for a GPU-wide XID, ci empty for one raised by a GPU instance); counts survive re-partitions",
+    ("gpu", "xid", "gi", "ci"),
+    kind="counter",
+)
+
 # GPU instances
 INSTANCE_INFO = Family(
     "mig_instance_info",

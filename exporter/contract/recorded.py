@@ -71,3 +71,11 @@ FLEET_5M = (
     PROFILE_ACTIVITY,
     NAMESPACE_IDLE_GPUS,
 )
+
+# Energy per slice, estimated (see dashboards/prometheus_rules.py `energy_rules` and README "Energy per slice").
+# A GPU's idle power is taken as the lowest power it drew in the last day: the 5-minute minima, then their minimum.
+GPU_POWER_MIN5M = "instance_gpu:mig_gpu_power_watts:min5m"
+GPU_IDLE_POWER = "instance_gpu:mig_gpu_power_watts:idle1d"
+# Each GPU instance's estimated share of its GPU's power: the idle power by slices held, the rest by
+# slice-weighted activity. An estimate, labelled as such in its name: NVML and DCGM read power per GPU only.
+INSTANCE_POWER_ESTIMATE = "instance_gpu_gi:mig_instance_power_watts:estimate"

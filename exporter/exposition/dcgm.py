@@ -12,7 +12,9 @@ Deliberate differences from dcgm-exporter: GPU-wide values (power, temperatures,
 replays, remapped rows, NVLink) appear once per GPU, without GPU_I_* labels, not repeated on every GPU
 instance (README shows the PromQL join that repeats them); compute instances have no series (it reports
 GPU instances only); FB_FREE is total minus used; counters keep its names (no `_total`) and are served
-untyped, since OpenMetrics requires `_total` on a counter's samples.
+untyped, since OpenMetrics requires `_total` on a counter's samples. DCGM_FI_DEV_XID_ERRORS is, as in
+dcgm-exporter, a gauge of the last XID seen on the GPU (0 before any), whatever instance raised it; the
+native counter `mig_gpu_xid_errors_total` counts each one with the instance.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from exporter.exposition.series import (
     FamilyTemplate,
     Reader,
 )
+from exporter.exposition.xids import DCGM_HELP, DCGM_NAME, LastXid
 from exporter.mig.catalog import BOARDS
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot
 
@@ -170,6 +173,7 @@ FAMILIES: tuple[DcgmFamily, ...] = (
         "Total number of NVLink bandwidth counters for all lanes.", GPU,
         Field.NVLINK_RATE, transform=_whole(1 / DCGM_NVLINK_UNIT),
     ),
+    DcgmFamily(DCGM_NAME, "gauge", DCGM_HELP, GPU, LastXid()),  # the last XID (exposition/xids.py)
 )  # fmt: skip
 BY_NAME: Mapping[str, DcgmFamily] = {f.name: f for f in FAMILIES}
 
@@ -180,7 +184,6 @@ LABELS: Mapping[str, Callable[[Gpu], str]] = {"DCGM_FI_DRIVER_VERSION": lambda g
 # a counters file may name them; each is then reported with reason "not_collected" in mig_exporter_field_supported.
 NOT_COLLECTED: frozenset[str] = frozenset(
     {
-        "DCGM_FI_DEV_XID_ERRORS",
         "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
         "DCGM_FI_DEV_POWER_VIOLATION",
         "DCGM_FI_DEV_THERMAL_VIOLATION",

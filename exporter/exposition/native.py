@@ -15,10 +15,12 @@ from exporter.exposition.series import (
     ENTITY_FIELDS,
     AnyFamily,
     Builder,
+    DynamicFamily,
     EntityField,
     EntityFieldOr,
     FamilyTemplate,
 )
+from exporter.exposition.xids import xid_rows
 from exporter.model import Entity, Field, Gpu, GpuInstance, Snapshot, Topology
 
 # GPU-wide values, read on the GPU entity of every GPU.
@@ -63,6 +65,7 @@ def _native(snapshot: Snapshot) -> Iterator[AnyFamily]:
     yield from _gpu_families(topology)
     yield from _instance_families(topology)
     yield from _compute_instance_families(topology)
+    yield DynamicFamily.of(fam.GPU_XID_ERRORS, xid_rows)
 
 
 native_families = Builder(_native)

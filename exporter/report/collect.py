@@ -329,7 +329,7 @@ class Collector:
                 tests.setdefault(threshold, {})[size] = fit
         async with asyncio.TaskGroup() as group:
             for span, rollup in plans:
-                for kind in (self._steps, self._sum, self._p95, self._active, self._peak, self._memory):
+                for kind in (self._steps, self._sum, self._p95, self._active, self._peak, self._memory, self._energy):
                     group.create_task(self._split_on_refusal(kind, history, nodes, span, rollup))
                 for threshold, fits in tests.items():
                     test = self._fits(threshold, fits)
@@ -435,6 +435,13 @@ class Collector:
         for s in peaks:
             tally = self._instance(history, s.labels).tally
             tally.memory_peak = max(tally.memory_peak, s.value)
+
+    async def _energy(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
+        """Estimated energy: each step's mean estimated power times the step (steps without an estimate add 0)."""
+        for s in await self._at_end(self.q.power_sum(nodes, span), span):
+            if math.isfinite(s.value):
+                tally = self._instance(history, s.labels).tally
+                tally.energy_joules = (tally.energy_joules or 0.0) + s.value * self.grid.step
 
     async def _active(self, history: ShardHistory, nodes: Sequence[str], span: Span, rollup: bool) -> None:
         """Active steps per day: one value at each day end of the span's whole days, and one at the end of a

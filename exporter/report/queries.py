@@ -119,6 +119,14 @@ class Queries:
     def activity_sum(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
         return f"sum by ({self.by}) ({self._steps_over('sum_over_time', nodes, span, rollup)})"
 
+    def power_sum(self, nodes: Sequence[str], span: Span) -> str:
+        """The sum over the span's steps of each step's mean estimated power (watts): times the step, joules.
+
+        Read from the energy recording rule (an estimate; see dashboards/prometheus_rules.py) at every step.
+        """
+        steps = f"avg_over_time({self.selector(recorded.INSTANCE_POWER_ESTIMATE, nodes)}{self.step_range})"
+        return f"sum by ({self.by}) (sum_over_time({steps}{self._over(span)}))"
+
     def activity_p95(self, nodes: Sequence[str], span: Span, rollup: bool) -> str:
         """The span's 95th percentile of the step means, interpolated (shown, never decided on)."""
         return f"max by ({self.by}) ({self._steps_over('quantile_over_time', nodes, span, rollup, first='0.95, ')})"

@@ -11,6 +11,7 @@ from exporter.report.review import Review
 from exporter.report.tables import (
     Table,
     action_counts,
+    energy_line,
     instance_table,
     layout_table,
     node_heading,
@@ -59,6 +60,7 @@ def render_html(review: Review) -> str:
         "<h2>Summary</h2>",
         _table(summary_table(review)),
         f"<p>{escape(action_counts(review))}</p>",
+        f"<p>{escape(energy_line(review))}</p>",
         "<h2>Activity over the window</h2>",
         '<p class="note">Mean graphics-engine activity per GPU instance; labels in red are idle (reclaim), '
         "in orange oversized (resize), in blue used periodically (time-share).</p>",

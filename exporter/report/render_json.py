@@ -31,6 +31,7 @@ def _instance(inst: InstanceResult) -> dict[str, Any]:
         "p95_gr_engine_active": s.p95 if s else None,
         "max_memory_used_bytes": s.memory_max_bytes if s else None,
         "idle_fraction": s.idle_fraction if s else None,
+        "energy_kwh_estimate": s.energy_kwh if s else None,
         "recommendation": {
             "action": rec.action,
             "profile": rec.profile if rec.action != "reclaim" else None,
@@ -93,6 +94,7 @@ def review_document(review: Review) -> dict[str, Any]:
         "source": _source(review),
         "gpus_today": review.gpus_today,
         "gpus_recommended": review.gpus_recommended,
+        "energy": {"kwh_estimate": review.energy_kwh, "idle_share": review.idle_energy_share},
         "layouts": [_layout(n) for n in review.nodes],
     }
 

@@ -8,6 +8,7 @@ from exporter.report.review import Review
 from exporter.report.tables import (
     Table,
     action_counts,
+    energy_line,
     instance_table,
     layout_table,
     node_heading,
@@ -30,7 +31,7 @@ def markdown_table(table: Table) -> str:
 
 def render_markdown(review: Review) -> str:
     out = ["# MIG capacity review", "", window_line(review), "", source_line(review), "", "## Summary", ""]
-    out += [markdown_table(summary_table(review)), "", action_counts(review), ""]
+    out += [markdown_table(summary_table(review)), "", action_counts(review), "", energy_line(review), ""]
     out += ["## Instances", "", markdown_table(instance_table(review)), ""]
     out += ["## Recommended layouts", ""]
     for plan in review.nodes:

@@ -110,6 +110,21 @@ class Review:
     def memory_slices_recommended(self) -> int:
         return sum(t.memory_slices for i in self.instances if i.profile and (t := i.target))
 
+    @property
+    def energy_kwh(self) -> float | None:
+        """Estimated energy of the instances present over the window; None where the energy rule is not loaded."""
+        known = [e for i in self.instances if i.summary and (e := i.summary.energy_kwh) is not None]
+        return sum(known) if known else None
+
+    @property
+    def idle_energy_share(self) -> float | None:
+        """The share of that energy spent by idle instances (p95 activity below the idle threshold)."""
+        total = self.energy_kwh
+        if not total:
+            return None
+        idle = sum(i.summary.energy_kwh or 0.0 for i in self.instances if i.summary and i.summary.p95_idle)
+        return idle / total
+
 
 def _config_name(node: str, board: Board) -> str:
     return f"{re.sub(r'[^A-Za-z0-9.-]+', '-', node).strip('-') or 'node'}-{board.key}-right-sized"

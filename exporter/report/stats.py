@@ -22,6 +22,7 @@ from exporter.contract.thresholds import ONE_OFF_MAX_DAYS, RIGHT_SIZING_PERCENTI
 
 HEAT_COLUMNS = 168
 DAY = 86400.0
+JOULES_PER_KWH = 3.6e6
 
 T = TypeVar("T")
 
@@ -107,6 +108,7 @@ class Tally:
     memory_samples: int = 0
     memory_peak: float = -math.inf
     heat: dict[int, float] = field(default_factory=dict)  # heatmap column -> mean of its step means
+    energy_joules: float | None = None  # estimated energy over the steps; None without the energy rule's series
 
     def summary(self, columns: int) -> Summary | None:
         """The statistics, or None when no activity was seen."""
@@ -138,6 +140,7 @@ class Tally:
             memory_mean_bytes=self.memory_total / self.memory_samples if self.memory_samples else 0.0,
             memory_max_bytes=max(self.memory_peak, 0.0),
             heat=tuple(self.heat.get(c) for c in range(columns)),
+            energy_kwh=None if self.energy_joules is None else self.energy_joules / JOULES_PER_KWH,
         )
 
 
@@ -160,6 +163,7 @@ class Summary:
     memory_mean_bytes: float
     memory_max_bytes: float
     heat: tuple[float | None, ...]  # mean activity per heatmap column, None where there was no data
+    energy_kwh: float | None = None  # estimated (see Tally.energy_joules)
 
     @property
     def rank(self) -> int:

@@ -72,6 +72,25 @@ def action_counts(review: Review) -> str:
     return f"{len(review.instances)} GPU instances: " + ", ".join(f"{counts[a]} {a}" for a in ACTIONS) + "."
 
 
+def energy_line(review: Review) -> str:
+    """The estimated energy over the window and the share idle instances spent (README: Energy per slice)."""
+    total, idle = review.energy_kwh, review.idle_energy_share
+    if total is None:
+        return (
+            "Energy: not estimated (the energy recording rule instance_gpu_gi:mig_instance_power_watts:estimate "
+            "is not recorded by this server; load deploy/prometheus's rules)."
+        )
+    spent = f", {percent(idle, 1)} of it by idle instances" if idle is not None else ""
+    return (
+        f"Estimated energy: {kwh(total)} over the window{spent}. An estimate: each GPU's power shared among "
+        "its GPU instances (idle power by slices held, the rest by slice-weighted activity)."
+    )
+
+
+def kwh(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f} kWh" if value < 1000 else f"{value / 1000:,.2f} MWh"
+
+
 def _pods(inst: InstanceResult) -> str:
     if not inst.pods:
         return "-"
@@ -92,6 +111,7 @@ def instance_table(review: Review) -> Table:
         "idle",
         "mem mean",
         "mem max",
+        "energy (est.)",
         "action",
         "to",
         "why",
@@ -113,6 +133,7 @@ def instance_table(review: Review) -> Table:
                 percent(s.idle_fraction if s else None, 1),
                 gib(s.memory_mean_bytes if s else None),
                 gib(s.memory_max_bytes if s else None),
+                kwh(s.energy_kwh if s else None),
                 rec.action,
                 rec.profile if rec.action == "resize" and rec.profile else "",
                 rec.reason,

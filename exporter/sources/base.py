@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from exporter.model import Gpu, GpuSample, Topology
+from exporter.model import Gpu, GpuSample, Topology, XidErrors
 
 
 class SourceUnavailableError(Exception):
@@ -51,6 +51,15 @@ class Source(Protocol):
 
     async def close(self) -> None:
         """Release library handles and buffers."""
+        ...
+
+
+@runtime_checkable
+class XidSource(Protocol):
+    """A source that counts XID errors as the driver reports them, apart from sampling."""
+
+    def xid_errors(self) -> XidErrors:
+        """The counts so far; never blocks (the events are gathered in the background)."""
         ...
 
 

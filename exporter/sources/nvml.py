@@ -18,6 +18,9 @@ absent with the reason; it never fails the GPU.
 GPM ratios need two readings: each GPU instance and compute instance owns two GPM sample
 buffers, allocated on first use and reused, and the ratios are computed between the
 previous reading and this one. The first cycle after an instance appears has no ratios yet.
+
+XID errors come from NVML's event API, waited for in a thread of their own (nvml_events.py) and
+counted apart from the samples; discovery registers each GPU for them.
 """
 
 from __future__ import annotations
@@ -45,9 +48,12 @@ from exporter.model import (
     GpuInstance,
     GpuSample,
     Topology,
+    XidErrors,
 )
 from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.driver_threads import in_driver_thread
+from exporter.sources.nvml_events import XidEvents
+from exporter.sources.xid import XidCounter
 from exporter.units import GIB
 
 log = logging.getLogger(__name__)
@@ -213,6 +219,8 @@ class NvmlSource:
         self._memory_v1 = False  # set when the driver lacks nvmlDeviceGetMemoryInfo_v2
         self._totals: dict[str, int] = {}  # GPU UUID -> memory total the driver reported once
         self._left_out: dict[int, str] = {}  # GPU index -> why the last discovery could not read it at all
+        self._xids = XidCounter()
+        self._events = XidEvents(nvml, self._xids)  # XID critical-error events, in their own thread
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -290,6 +298,7 @@ class NvmlSource:
         nvml = self._nvml
         with self._errors(index):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            self._events.watch(index, handle, error_reason)
             model = _text(nvml.nvmlDeviceGetName(handle))
             uuid = _text(nvml.nvmlDeviceGetUUID(handle))
             board = board_for_model(model)
@@ -500,6 +509,7 @@ class NvmlSource:
         with self._errors(index):
             self._verify_devices(h)
             self._probe_empty_slots(h)
+            self._read_xids(index, gpu_values, unsupported)
             self._read_field(
                 Field.POWER, lambda: nvml.nvmlDeviceGetPowerUsage(h.handle) / 1000.0, gpu_values, unsupported
             )
@@ -656,6 +666,18 @@ class NvmlSource:
             if int(exc.value) not in _UNAVAILABLE:
                 raise
             unsupported[fld] = error_reason(int(exc.value))
+
+    def _read_xids(self, index: int, gpu_values: dict[Field, float], unsupported: dict[Field, str]) -> None:
+        """The GPU's XID count so far (every scope), or why its events cannot be had."""
+        reason = self._events.reason(index)
+        if reason is None:
+            gpu_values[Field.XID_ERRORS] = float(self._xids.total(index))
+        else:
+            unsupported[Field.XID_ERRORS] = reason
+
+    def xid_errors(self) -> XidErrors:
+        """XID errors counted from NVML's events since the source opened."""
+        return self._xids.snapshot()
 
     def _verify_devices(self, h: _GpuHandles) -> None:
         """Raise TopologyChangedError when a MIG handle's slot now holds another instance (or none)."""
@@ -853,6 +875,7 @@ class NvmlSource:
 
     def _close_sync(self) -> None:
         nvml = self._nvml
+        self._events.close()  # before nvmlShutdown: the event thread still waits on the set
         for index, pool in self._gpm.items():
             if index in self._busy:
                 continue  # a hung call may still use these buffers: leave them to process exit

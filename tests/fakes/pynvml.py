@@ -137,6 +137,15 @@ NVML_GPM_METRICS_GET_VERSION = 1
 NVML_GPM_SUPPORT_VERSION = 1
 
 nvmlMemory_v2 = 0x02000028
+
+nvmlEventTypeSingleBitEccError = 0x0000000000000001
+nvmlEventTypeDoubleBitEccError = 0x0000000000000002
+nvmlEventTypePState = 0x0000000000000004
+nvmlEventTypeXidCriticalError = 0x0000000000000008
+nvmlEventTypeClock = 0x0000000000000010
+nvmlEventMigConfigChange = 0x0000000000000100
+nvmlEventTypeNone = 0x0000000000000000
+_NO_INSTANCE_ID = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of an event not raised by a MIG instance
 nvmlGpuInstanceProfileInfo_v2 = 0x02000098
 
 # -- errors: the real class hierarchy and factory --------------------------------------------------
@@ -229,6 +238,23 @@ class struct_c_nvmlGpmSample_t(Structure):
 
 
 c_nvmlGpmSample_t = POINTER(struct_c_nvmlGpmSample_t)
+
+
+class struct_c_nvmlEventSet_t(Structure):
+    pass  # opaque handle
+
+
+c_nvmlEventSet_t = POINTER(struct_c_nvmlEventSet_t)
+
+
+class c_nvmlEventData_t(_PrintableStructure):
+    _fields_ = [
+        ("device", c_nvmlDevice_t),
+        ("eventType", c_ulonglong),
+        ("eventData", c_ulonglong),
+        ("gpuInstanceId", c_uint),
+        ("computeInstanceId", c_uint),
+    ]
 
 
 class c_nvmlMemory_t(_PrintableStructure):
@@ -392,6 +418,14 @@ class _Sample:
 
 
 @dataclass
+class _EventSet:
+    """An event set: the event types each GPU registered, and the events waiting to be read."""
+
+    registered: dict[int, int] = field(default_factory=dict)  # GPU index -> event type mask
+    pending: list[tuple[int, int, int, int]] = field(default_factory=list)  # (gpu, xid, gi id, ci id)
+
+
+@dataclass
 class _Driver:
     """The fake driver's state: the simulator, privileges, faults and call counts."""
 
@@ -416,6 +450,13 @@ class _Driver:
     buffers: dict[tuple[str, int, int], Any] = field(default_factory=dict)
     samples: dict[int, _Sample] = field(default_factory=dict)  # address -> sample, while allocated
     sample_memory: list[Any] = field(default_factory=list)
+    event_types: int = nvmlEventTypeXidCriticalError | nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError
+    event_sets: dict[int, _EventSet] = field(default_factory=dict)  # address -> set, while not freed
+    event_memory: list[Any] = field(default_factory=list)
+    events: threading.Condition = field(default_factory=threading.Condition)
+    started: float = field(default_factory=time.monotonic)  # scenario XIDs are timed from here
+    scenario_xids_raised: int = 0  # how many of the scenario's XIDs (in `after` order) were raised
+    event_wait_hung: threading.Event | None = None  # set: nvmlEventSetWait_v2 blocks until it is set
 
 
 _driver: _Driver | None = None
@@ -455,17 +496,50 @@ def hang_gpu(gpu: int) -> threading.Event:
     return event
 
 
+def hang_event_wait() -> threading.Event:
+    """nvmlEventSetWait_v2 blocks, whatever its timeout, until the returned event is set (or HANG_LIMIT_SECONDS)."""
+    event = threading.Event()
+    driver().event_wait_hung = event
+    return event
+
+
 def release_all() -> None:
     """Unblock every hung call and stop hanging."""
     d = driver()
-    for event in d.hung.values():
+    for event in [*d.hung.values(), *([d.event_wait_hung] if d.event_wait_hung else [])]:
         event.set()
     d.hung.clear()
+    d.event_wait_hung = None
 
 
 def fail_metric(metric_id: int, code: int) -> None:
     """Report `code` in this GPM metric's own nvmlReturn from now on."""
     driver().metric_errors[metric_id] = code
+
+
+def raise_xid(gpu: int, xid: int, gi: int | None = None, ci: int | None = None) -> None:
+    """The driver reports XID `xid` on `gpu`, raised by GPU instance `gi` / compute instance `ci` (None: GPU-wide).
+
+    Every event set on which the GPU is registered for XID events gets it, as NVML delivers them.
+    """
+    d = driver()
+    gi_id = _NO_INSTANCE_ID if gi is None else gi
+    ci_id = _NO_INSTANCE_ID if gi is None or ci is None else ci
+    with d.events:
+        for event_set in d.event_sets.values():
+            if event_set.registered.get(gpu, 0) & nvmlEventTypeXidCriticalError:
+                event_set.pending.append((gpu, xid, gi_id, ci_id))
+        d.events.notify_all()
+
+
+def _raise_scenario_xids(d: _Driver) -> None:
+    """Raise the scenario's XIDs whose time (seconds after install) has come."""
+    due = sorted(d.simulator.scenario.xids, key=lambda x: x.after)
+    elapsed = time.monotonic() - d.started
+    while d.scenario_xids_raised < len(due) and due[d.scenario_xids_raised].after <= elapsed:
+        spec = due[d.scenario_xids_raised]
+        d.scenario_xids_raised += 1
+        raise_xid(spec.gpu, spec.xid, spec.gi, spec.ci)
 
 
 def _check(code: int) -> None:
@@ -957,6 +1031,90 @@ def nvmlGpuInstanceGetInfo(gpuInstance: Any) -> c_nvmlGpuInstanceInfo_t:
         profileId=inst.profile_id,
         placement=c_nvmlGpuInstancePlacement_t(inst.placement_start, inst.placement_size),
     )
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+
+@_api
+def nvmlDeviceGetIndex(handle: Any) -> int:
+    kind, gpu, _ = _resolve(handle)
+    if kind != "gpu":
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    return gpu
+
+
+@_api
+def nvmlEventSetCreate() -> Any:
+    d = driver()
+    with d.events:
+        memory = create_string_buffer(8)
+        d.event_memory.append(memory)
+        d.event_sets[addressof(memory)] = _EventSet()
+    return cast(addressof(memory), c_nvmlEventSet_t)
+
+
+def _event_set(eventSet: Any) -> _EventSet:
+    found = driver().event_sets.get(_address(eventSet))
+    if found is None:
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)  # never created, or freed
+    return found
+
+
+@_api
+def nvmlDeviceGetSupportedEventTypes(handle: Any) -> int:
+    _parent(handle)
+    return driver().event_types
+
+
+@_api
+def nvmlDeviceRegisterEvents(handle: Any, eventTypes: int, eventSet: Any) -> None:
+    gpu = _parent(handle)
+    d = driver()
+    if eventTypes & ~d.event_types:
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)  # NVML refuses a mask with an unsupported type
+    with d.events:
+        event_set = _event_set(eventSet)
+        event_set.registered[gpu] = event_set.registered.get(gpu, 0) | eventTypes
+
+
+@_api
+def nvmlEventSetWait_v2(eventSet: Any, timeoutms: int) -> c_nvmlEventData_t:
+    d = driver()
+    hung = d.event_wait_hung
+    if hung is not None and not hung.wait(HANG_LIMIT_SECONDS):  # a wait stuck in the driver, past its timeout
+        raise NVMLError(NVML_ERROR_TIMEOUT)
+    deadline = time.monotonic() + timeoutms / 1000
+    with d.events:
+        while True:
+            _raise_scenario_xids(d)
+            event_set = _event_set(eventSet)
+            if event_set.pending:
+                gpu, xid, gi, ci = event_set.pending.pop(0)
+                return c_nvmlEventData_t(
+                    device=_handle("gpu", gpu, 0, c_nvmlDevice_t),
+                    eventType=nvmlEventTypeXidCriticalError,
+                    eventData=xid,
+                    gpuInstanceId=gi,
+                    computeInstanceId=ci,
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NVMLError(NVML_ERROR_TIMEOUT)
+            d.events.wait(min(left, 0.05))  # wake for scenario XIDs coming due
+
+
+def nvmlEventSetWait(eventSet: Any, timeoutms: int) -> c_nvmlEventData_t:
+    return nvmlEventSetWait_v2(eventSet, timeoutms)
+
+
+@_api
+def nvmlEventSetFree(eventSet: Any) -> None:
+    d = driver()
+    with d.events:
+        if d.event_sets.pop(_address(eventSet), None) is None:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        d.events.notify_all()
 
 
 # -- GPM --------------------------------------------------------------------------------------------

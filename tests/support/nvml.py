@@ -214,6 +214,24 @@ class SimulatedLibrary:
     def c_nvmlGpmMetricsGet(self, metrics: Any) -> None:
         self.fake.nvmlGpmMetricsGet(metrics._obj)  # the fake reads and fills the real struct's fields
 
+    def c_nvmlDeviceGetIndex(self, handle: Any, index: Any) -> None:
+        self._set(index, self.fake.nvmlDeviceGetIndex(handle))
+
+    def c_nvmlEventSetCreate(self, event_set: Any) -> None:
+        self._set_pointer(event_set, self.fake.nvmlEventSetCreate())
+
+    def c_nvmlDeviceGetSupportedEventTypes(self, handle: Any, types: Any) -> None:
+        self._set(types, self.fake.nvmlDeviceGetSupportedEventTypes(handle))
+
+    def c_nvmlDeviceRegisterEvents(self, handle: Any, types: Any, event_set: Any) -> None:
+        self.fake.nvmlDeviceRegisterEvents(handle, _v(types), event_set)
+
+    def c_nvmlEventSetWait_v2(self, event_set: Any, data: Any, timeout_ms: Any) -> None:
+        self._copy(self.fake.nvmlEventSetWait_v2(event_set, _v(timeout_ms)), data._obj)
+
+    def c_nvmlEventSetFree(self, event_set: Any) -> None:
+        self.fake.nvmlEventSetFree(event_set)
+
 
 def _v(value: Any) -> Any:
     """A plain value from a ctypes scalar or a Python int."""

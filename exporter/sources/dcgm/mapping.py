@@ -28,6 +28,7 @@ FI_NVML_INDEX = 52
 FI_UUID = 54
 FI_GPU_TEMP = 150
 FI_POWER = 155
+FI_XID_ERRORS = 230  # the last XID on the entity: a GPU when GPU-wide, else the GPU_I or GPU_CI that raised it
 FI_FB_TOTAL = 250
 FI_FB_FREE = 251
 FI_FB_USED = 252
@@ -162,6 +163,14 @@ def profiled_entities(gpu: GpuEntities) -> list[tuple[int, int]]:
     entities += [(FE_GPU_I, e) for e in gpu.gis.values()]
     entities += [(FE_GPU_CI, e) for e in gpu.cis.values()]
     return entities
+
+
+def xid_scopes(gpu: GpuEntities) -> dict[tuple[int, int], tuple[int | None, int | None]]:
+    """Every entity DCGM records XIDs on for this GPU, with the NVML (gi, ci) it stands for (None: GPU-wide)."""
+    scopes: dict[tuple[int, int], tuple[int | None, int | None]] = {(FE_GPU, gpu.gpu_id): (None, None)}
+    scopes.update({(FE_GPU_I, e): (gi, None) for gi, e in gpu.gis.items()})
+    scopes.update({(FE_GPU_CI, e): (gi, ci) for (gi, ci), e in gpu.cis.items()})
+    return scopes
 
 
 def blank_reason(offset: float) -> str:

@@ -6,7 +6,9 @@ embedded one, and maps DCGM's own GPU-instance and compute-instance entity IDs t
 through the GPU-instance hierarchy. One field group (profiling ratios and framebuffer, by field
 number) is watched on every GPU instance, compute instance and MIG-disabled GPU; power,
 temperature and framebuffer are watched on GPU entities only, since on an instance the first
-two repeat the parent's value (and a MIG-enabled GPU entity is never asked for profiling).
+two repeat the parent's value (and a MIG-enabled GPU entity is never asked for profiling). XID
+errors (field 230) are watched on the GPU and its instances, in a field group of their own, and
+counted from every value recorded since the last cycle (xids.py).
 
 DCGM's entity IDs change on a re-partition and a host-engine restart loses every group and
 watch, so both lead back to discovery, which re-maps the hierarchy and re-creates the
@@ -34,10 +36,13 @@ from typing import Any
 from exporter.contract import defaults
 from exporter.mig.catalog import board_for_model
 from exporter.model import (
+    Entity,
+    Field,
     Gpu,
     GpuInstance,
     GpuSample,
     Topology,
+    XidErrors,
 )
 from exporter.sources.base import Finding, GpuError, Level, SourceUnavailableError, TopologyChangedError
 from exporter.sources.dcgm.mapping import (
@@ -47,6 +52,7 @@ from exporter.sources.dcgm.mapping import (
     FI_FB_TOTAL,
     FI_NVML_INDEX,
     FI_UUID,
+    FI_XID_ERRORS,
     GONE,
     GPU_FIELDS,
     HEALTH_FIELDS,
@@ -61,8 +67,11 @@ from exporter.sources.dcgm.mapping import (
     gpu_instance,
     hierarchy_signatures,
     profiled_entities,
+    xid_scopes,
 )
+from exporter.sources.dcgm.xids import DcgmXids, values_since
 from exporter.sources.driver_threads import in_driver_thread
+from exporter.sources.xid import XidCounter
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +179,7 @@ class _GpuWatch:
     retry_at: float = 0.0
     backoff: float = RECONNECT_MIN_S
     memory_seen: bool = False  # its framebuffer total has been read on this watch (a later blank means trouble)
+    xid_reason: str = ""  # non-empty when field 230 (XIDs) could not be watched on it
 
 
 @dataclass(slots=True)
@@ -218,6 +228,7 @@ class DcgmSource:
         self._known: dict[int, tuple[Gpu, int]] = {}  # NVML index -> last GPU discovered and its DCGM ID
         self._indexes: dict[int, int] = {}  # DCGM GPU ID -> NVML index, as last read
         self.decoder = ValueDecoder(bindings.structs, bindings.fields, bindings.value)
+        self._xids = DcgmXids(XidCounter())
 
     # -- connection -------------------------------------------------------------------------
 
@@ -489,6 +500,7 @@ class DcgmSource:
             self._fail(watch, GpuError(f"GPU {index}: DCGM cannot watch it: {exc}", self.decoder.status(exc.value)))
             log.warning("%s; the other GPUs are not affected, retrying in %.0fs", watch.failure, watch.backoff)
             return False
+        self._watch_xids(conn, watch, [gpu_group, *([group] if profiled and mapped.mig_enabled else [])])
         watch.failure = None
         watch.backoff = RECONNECT_MIN_S
         return True
@@ -580,7 +592,7 @@ class DcgmSource:
     # -- sampling ---------------------------------------------------------------------------
 
     async def sample(self, gpu: Gpu) -> GpuSample:
-        return await in_driver_thread(partial(self._sample, gpu))
+        return self._with_xids(await in_driver_thread(partial(self._sample, gpu)))
 
     def _sample(self, gpu: Gpu) -> GpuSample:
         with self._lock:
@@ -594,6 +606,7 @@ class DcgmSource:
         agent = self._b.agent
         try:
             listing = self._listing(handle)
+            self._read_xids(conn, gpu.index, watch)  # first: an XID 79 comes just before the GPU's reads fail
             if watch.failure is not None:
                 self._retry(conn, watch, watch.failure, listing)
             mapped = watch.mapped
@@ -673,6 +686,50 @@ class DcgmSource:
                 raise TopologyChangedError(f"DCGM entity {key[1]} no longer exists")
             out[key] = reading
         return out
+
+    def _watch_xids(self, conn: _Connection, watch: _GpuWatch, groups: list[Any]) -> None:
+        """Watch field 230 on the GPU and its instances; a refusal leaves XIDs out with the reason, the rest read."""
+        structs = self._b.structs
+        try:
+            for group in groups:
+                self._watch(conn, watch, group, "xid", (FI_XID_ERRORS,))
+        except structs.DCGMError as exc:
+            if exc.value == structs.DCGM_ST_CONNECTION_NOT_VALID:
+                raise
+            watch.xid_reason = self.decoder.status(exc.value)
+            index = self._indexes.get(watch.mapped.gpu_id, watch.mapped.gpu_id)
+            log.warning("DCGM cannot watch XIDs on GPU %d (%s); its other fields are read as before", index, exc)
+
+    def _read_xids(self, conn: _Connection, index: int, watch: _GpuWatch) -> None:
+        """Count the XIDs DCGM recorded on the GPU and its instances since the last ones counted."""
+        field_group = conn.field_groups.get("xid")
+        groups = [(group, fg) for group, fg in watch.watched if fg is field_group]
+        if watch.xid_reason or not groups:
+            return
+        try:
+            readings = values_since(self._b.agent, conn.handle, groups, self._xids.since(index), self.decoder)
+        except self._b.structs.DCGMError as exc:
+            if exc.value == self._b.structs.DCGM_ST_CONNECTION_NOT_VALID:
+                raise
+            log.debug("reading XIDs of GPU %d failed: %s", index, exc)  # the GPU's own read reports the failure
+            return
+        self._xids.count(index, xid_scopes(watch.mapped), readings)
+
+    def _with_xids(self, sample: GpuSample) -> GpuSample:
+        """The sample with the GPU's XID count so far, or why its XIDs cannot be read."""
+        conn = self._conn
+        watch = conn.gpus.get(sample.gpu) if conn is not None else None
+        values, unsupported = dict(sample.values), dict(sample.unsupported)
+        if watch is not None and watch.xid_reason:
+            unsupported[Field.XID_ERRORS] = watch.xid_reason
+        else:
+            whole = Entity(sample.gpu)
+            values[whole] = {**values.get(whole, {}), Field.XID_ERRORS: self._xids.counter.total(sample.gpu)}
+        return GpuSample(gpu=sample.gpu, values=values, unsupported=unsupported)
+
+    def xid_errors(self) -> XidErrors:
+        """XIDs counted from DCGM's field 230 since the source started."""
+        return self._xids.counter.snapshot()
 
     # -- doctor -------------------------------------------------------------------------------
 

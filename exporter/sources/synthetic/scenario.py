@@ -87,6 +87,23 @@ class FaultSpec:
         return self.after <= elapsed < self.after + self.duration
 
 
+MAX_XID = 0xFFFF  # XID codes are small integers (NVIDIA documents them below 200)
+
+
+@dataclass(frozen=True, slots=True)
+class XidSpec:
+    """An XID error the driver reports `after` seconds from the source's start (or the fake driver's install).
+
+    `gi` (and `ci` within it) name the MIG instance that raises it; without `gi` it is GPU-wide.
+    """
+
+    gpu: int
+    xid: int
+    after: float = 0.0
+    gi: int | None = None
+    ci: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole simulated node."""
@@ -96,10 +113,11 @@ class Scenario:
     driver_version: str
     gpus: tuple[GpuSpec, ...]
     faults: tuple[FaultSpec, ...] = ()
+    xids: tuple[XidSpec, ...] = ()
 
 
 BUILTIN = ("demo", "dgx-h100")
-TOP_KEYS = {"name", "seed", "driver_version", "gpus", "faults"}
+TOP_KEYS = {"name", "seed", "driver_version", "gpus", "faults", "xids"}
 MAX_TEXT = 64  # characters in name, driver_version (a label value) and a fault's reason
 
 # Pattern parameters that are not levels (levels are 0..1): seconds and hours.
@@ -200,7 +218,39 @@ class _Reader:
         gpus = tuple(self.gpu(g, f"gpus[{i}]") for i, g in enumerate(gpus_raw))
         faults_raw = self.sequence(top.get("faults", []), "faults")
         faults = tuple(self.fault(f, f"faults[{i}]", len(gpus)) for i, f in enumerate(faults_raw))
-        return Scenario(name, seed, driver, gpus, faults)
+        xids_raw = self.sequence(top.get("xids", []), "xids")
+        xids = tuple(self.xid(x, f"xids[{i}]", gpus) for i, x in enumerate(xids_raw))
+        return Scenario(name, seed, driver, gpus, faults, xids)
+
+    def xid(self, raw: Any, path: str, gpus: tuple[GpuSpec, ...]) -> XidSpec:
+        """One injected XID: on an existing GPU and, when given, an existing GPU instance and compute instance."""
+        m = self.mapping(raw, path, {"gpu", "xid", "after", "gi", "ci"}, {"gpu", "xid"})
+        gpu = self.integer(m["gpu"], f"{path}.gpu")
+        if gpu >= len(gpus):
+            raise self.fail(f"{path}.gpu", f"GPU {gpu} does not exist (the scenario has GPUs 0..{len(gpus) - 1})")
+        xid = self.integer(m["xid"], f"{path}.xid", lo=1)
+        if xid > MAX_XID:
+            raise self.fail(f"{path}.xid", f"{xid} is not an XID code (1..{MAX_XID})")
+        gi = ci = None
+        if "gi" in m:
+            gi = self.integer(m["gi"], f"{path}.gi")
+            spec = gpus[gpu]
+            instances = {inst.gi: inst for inst in spec.instances} if spec.mig else {}
+            if gi not in instances:
+                have = (", ".join(map(str, sorted(instances))) or "none") if spec.mig else "none: MIG is disabled"
+                raise self.fail(f"{path}.gi", f"GPU {gpu} has no GPU instance {gi} (it has: {have})")
+            if "ci" in m:
+                ci = self.integer(m["ci"], f"{path}.ci")
+                count = len(instances[gi].compute_instances)
+                if ci >= count:
+                    raise self.fail(
+                        f"{path}.ci", f"GPU instance {gi} has no compute instance {ci} (it has 0..{count - 1})"
+                    )
+        elif "ci" in m:
+            raise self.fail(f"{path}.ci", "a compute instance needs its GPU instance: give gi as well")
+        return XidSpec(
+            gpu=gpu, xid=xid, after=self.number(m.get("after", 0.0), f"{path}.after", 0.0, None), gi=gi, ci=ci
+        )
 
     def fault(self, raw: Any, path: str, gpu_count: int) -> FaultSpec:
         m = self.mapping(raw, path, {"gpu", "kind", "after", "duration", "reason"}, {"gpu", "kind"})

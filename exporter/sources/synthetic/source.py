@@ -6,15 +6,16 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from exporter.model import Gpu, GpuSample, Topology
+from exporter.model import Entity, Field, Gpu, GpuSample, Topology, XidErrors
 from exporter.sources.base import Finding, GpuError, Level, TopologyChangedError
 from exporter.sources.synthetic.simulator import Simulator
+from exporter.sources.xid import XidCounter
 
 
 class SyntheticSource:
     """Reads a simulated node. `clock` is injectable so tests can evaluate any instant.
 
-    The scenario's `faults` are applied here, timed from the source's creation on the monotonic clock.
+    The scenario's `faults` and `xids` are applied here, timed from the source's creation on the monotonic clock.
     """
 
     name = "synthetic"
@@ -23,6 +24,9 @@ class SyntheticSource:
         self.simulator = simulator
         self._clock = clock
         self._started = time.monotonic()
+        self._xids = XidCounter()
+        self._xids_raised = 0  # how many of the scenario's XIDs, in time order, were counted
+        self._xid_plan = sorted(simulator.scenario.xids, key=lambda x: x.after)
 
     async def _inject_faults(self, gpu: int) -> None:
         for fault in self.simulator.scenario.faults:
@@ -42,7 +46,25 @@ class SyntheticSource:
         current = self.simulator.topology().gpu(gpu.index)
         if current is None or current.instances != gpu.instances:
             raise TopologyChangedError(f"GPU {gpu.index} was re-partitioned")
-        return self.simulator.sample(gpu.index, self._clock())
+        sample = self.simulator.sample(gpu.index, self._clock())
+        self._raise_xids()
+        values = dict(sample.values)
+        values[Entity(gpu.index)] = {**values.get(Entity(gpu.index), {}), Field.XID_ERRORS: self._xids.total(gpu.index)}
+        return GpuSample(gpu=sample.gpu, values=values, unsupported=sample.unsupported)
+
+    def _raise_xids(self) -> None:
+        """Count the scenario's XIDs whose time has come."""
+        elapsed = time.monotonic() - self._started
+        plan = self._xid_plan
+        while self._xids_raised < len(plan) and plan[self._xids_raised].after <= elapsed:
+            spec = plan[self._xids_raised]
+            self._xids_raised += 1
+            self._xids.record(spec.gpu, spec.xid, spec.gi, spec.ci)
+
+    def xid_errors(self) -> XidErrors:
+        """The scenario's XIDs counted so far."""
+        self._raise_xids()
+        return self._xids.snapshot()
 
     async def describe(self) -> list[Finding]:
         """The scenario simulated."""

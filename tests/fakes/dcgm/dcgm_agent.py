@@ -9,7 +9,7 @@ through the same ctypes conversions as the real wrappers, so a wrong type fails 
 from __future__ import annotations
 
 from collections.abc import Callable
-from ctypes import c_double, c_int, c_int32, c_int64, c_uint16, c_void_p
+from ctypes import CFUNCTYPE, POINTER, c_double, c_int, c_int32, c_int64, c_uint16, c_uint32, c_void_p, py_object
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -32,6 +32,13 @@ def _engine_call(fn: T) -> T:
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+# The callback types of dcgmGetValuesSince (per GPU) and dcgmGetValuesSince_v2 (per entity), as in the real module.
+dcgmFieldValueEnumeration_f = CFUNCTYPE(c_int32, c_uint32, POINTER(dcgm_structs.c_dcgmFieldValue_v1), c_int32, c_void_p)
+dcgmFieldValueEntityEnumeration_f = CFUNCTYPE(
+    c_int32, c_uint32, c_uint32, POINTER(dcgm_structs.c_dcgmFieldValue_v1), c_int32, c_void_p
+)
 
 
 def _id(value: Any) -> int:
@@ -177,9 +184,10 @@ def dcgmEntitiesGetLatestValues(dcgmHandle: Any, entities: list[Any], fieldIds: 
         _id(dcgmHandle), [(p.entityGroupId, p.entityId) for p in pairs], list(field_ids), int(flags)
     )
     values = (dcgm_structs.c_dcgmFieldValue_v2 * len(rows))()
-    for fv, (group, entity_id, fid, kind, status, value) in zip(values, rows, strict=True):
+    for fv, (group, entity_id, fid, kind, status, value, ts) in zip(values, rows, strict=True):
         fv.version = dcgm_structs.dcgmFieldValue_version2
         fv.entityGroupId, fv.entityId, fv.fieldId = group, entity_id, fid
+        fv.ts = ts
         fv.fieldType = ord(kind)
         fv.status = status
         if kind == "d":
@@ -189,6 +197,25 @@ def dcgmEntitiesGetLatestValues(dcgmHandle: Any, entities: list[Any], fieldIds: 
         else:
             fv.value.str = str(value)
     return values
+
+
+@_engine_call
+def dcgmGetValuesSince_v2(
+    dcgm_handle: Any, groupId: Any, fieldGroupId: Any, sinceTimestamp: int, enumCB: Any, userData: Any
+) -> int:
+    engine = fake_hostengine.current()
+    rows = engine.values_since(_id(dcgm_handle), _id(groupId), _id(fieldGroupId), c_int64(sinceTimestamp).value)
+    user = py_object(userData)  # the C library hands the callback the pointer it was given
+    latest = c_int64(sinceTimestamp).value
+    for group, entity_id, values in rows:
+        array = (dcgm_structs.c_dcgmFieldValue_v1 * len(values))()
+        for fv, (ts, xid) in zip(array, values, strict=True):
+            fv.version = dcgm_structs.dcgmFieldValue_version1
+            fv.fieldId, fv.fieldType, fv.status, fv.ts = fake_hostengine.FI_XID, ord("i"), dcgm_structs.DCGM_ST_OK, ts
+            fv.value.i64 = xid
+            latest = max(latest, ts + 1)
+        enumCB(group, entity_id, array, len(values), c_void_p.from_buffer(user))
+    return latest
 
 
 @_engine_call

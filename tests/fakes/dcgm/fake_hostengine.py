@@ -7,6 +7,11 @@ renumbered on a re-partition), groups and field groups that die with the connect
 for watched fields after an update, a blank first profiling value after a watch, per-value
 statuses, and an engine that can be stopped and started (all handles invalid afterwards).
 
+XIDs (`raise_xid`, and the scenario's `xids:` when their time comes) are recorded as DCGM's cache
+manager records them: field 230 on the GPU entity when GPU-wide, on the GPU_I entity when a GPU
+instance raised it, on the GPU_CI entity when a compute instance did, each value stamped with the
+wall-clock time it arrived (DCGM keeps the latest per entity; the agent returns it with its `ts`).
+
 A GPU can be lost (`lose`): adding its entities to a group or watching them fails with
 GPU_IS_LOST, its values read as blanks with status OK (as the cache manager writes them for a
 lost GPU), and either it stays in `dcgmGetAllSupportedDevices` (listed and failing) or it drops
@@ -65,6 +70,7 @@ HEALTH = {
     449: (Field.NVLINK_RATE, 1 / (1024 * 1000)),  # a rate: KiB/s / 1000, as DCGM's cache manager computes it
 }
 DOUBLE_FIELDS = {*PROFILING, 155}
+FI_XID = 230
 STRING_FIELDS = {50, 54}
 CI_PROFILE_IDS = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4}
 NO_ID = 0xFFFFFFFF
@@ -143,6 +149,10 @@ class FakeHostEngine:
         self._field_groups: dict[int, tuple[str, tuple[int, ...]]] = {}
         self._watches: dict[tuple[int, int], _Watch] = {}
         self._entities = self._enumerate()
+        self._xids: dict[tuple[int, int], list[tuple[int, int]]] = {}  # entity -> field 230's (ts in us, XID)s
+        self._xid_plan = sorted(simulator.scenario.xids, key=lambda x: x.after)
+        self._xids_raised = 0
+        self._started = time.monotonic()
 
     # -- engine life ------------------------------------------------------------------------
 
@@ -174,6 +184,27 @@ class FakeHostEngine:
     def restore(self, gpu: int) -> None:
         with self._lock:
             self.lost.pop(gpu, None)
+
+    def raise_xid(self, gpu: int, xid: int, gi: int | None = None, ci: int | None = None) -> None:
+        """The driver reports XID `xid` on NVML GPU `gpu`, raised by GI `gi` / CI `ci` (None: GPU-wide)."""
+        with self._lock:
+            if gi is None:
+                entity = (dcgm_fields.DCGM_FE_GPU, self.gpu_ids[gpu])
+            elif ci is None:
+                found = [e for e, v in self._entities.gis.items() if v == (gpu, gi)]
+                entity = (dcgm_fields.DCGM_FE_GPU_I, found[0])
+            else:
+                found = [e for e, v in self._entities.cis.items() if v == (gpu, gi, ci)]
+                entity = (dcgm_fields.DCGM_FE_GPU_CI, found[0])
+            history = self._xids.setdefault(entity, [])
+            history.append((max(int(time.time() * 1e6), history[-1][0] + 1 if history else 0), xid))
+
+    def _raise_scenario_xids(self) -> None:
+        elapsed = time.monotonic() - self._started
+        while self._xids_raised < len(self._xid_plan) and self._xid_plan[self._xids_raised].after <= elapsed:
+            spec = self._xid_plan[self._xids_raised]
+            self._xids_raised += 1
+            self.raise_xid(spec.gpu, spec.xid, spec.gi, spec.ci)
 
     def _enumerate(self) -> _Entities:
         gis: dict[int, tuple[int, int]] = {}
@@ -407,14 +438,37 @@ class FakeHostEngine:
         return False
 
     def latest(self, handle: int, entities: Iterable[tuple[int, int]], field_ids: Iterable[int], flags: int) -> list:
-        """(entity group, entity ID, field ID, field type, status, value) for every entity x field."""
+        """(entity group, entity ID, field ID, field type, status, value, ts in us) for every entity x field."""
         self.check(handle)
+        self._raise_scenario_xids()
         now = self.clock()
         fields = list(field_ids)
         out = []
         for group, entity_id in entities:
             for fid in fields:
-                out.append((group, entity_id, fid, *self._value(group, entity_id, fid, flags, now)))
+                kind, status, value = self._value(group, entity_id, fid, flags, now)
+                recorded = self._xids.get((group, entity_id)) if fid == FI_XID else None
+                ok = bool(recorded) and status == dcgm_structs.DCGM_ST_OK
+                ts_us = recorded[-1][0] if recorded and ok else int(now * 1e6)  # an XID's: when it arrived
+                out.append((group, entity_id, fid, kind, status, value, ts_us))
+        return out
+
+    def values_since(self, handle: int, group: int, fg: int, since_us: int) -> list[tuple[int, int, list[Any]]]:
+        """(entity group, entity ID, [(ts in us, XID)]) of field 230 at or after `since_us`, per entity of a watched
+        group (the only field with a history here: the others are computed at any instant)."""
+        self.check(handle)
+        self._raise_scenario_xids()
+        if (group, fg) not in self._watches:
+            raise EngineError(dcgm_structs.DCGM_ST_NOT_WATCHED)
+        if FI_XID not in self._field_groups[fg][1]:
+            raise EngineError(dcgm_structs.DCGM_ST_NOT_SUPPORTED)  # the fake keeps no other field's history
+        out = []
+        for entity in self._groups[group][1]:
+            if self._gpu_of(*entity) in self.lost:
+                continue
+            values = [v for v in self._xids.get(entity, []) if v[0] >= since_us]
+            if values:
+                out.append((*entity, values))
         return out
 
     def _value(self, group: int, entity_id: int, fid: int, flags: int, now: float) -> tuple[str, int, object]:
@@ -435,6 +489,11 @@ class FakeHostEngine:
             )
             if watch is None:
                 return kind, dcgm_structs.DCGM_ST_NOT_WATCHED, _blank(kind, "blank")
+            if fid == FI_XID:  # event-driven: the latest XID recorded on the entity, whatever the watch's ticks
+                recorded = self._xids.get((group, entity_id))
+                if not recorded:
+                    return kind, dcgm_structs.DCGM_ST_NO_DATA, _blank(kind, "blank")
+                return kind, dcgm_structs.DCGM_ST_OK, recorded[-1][1]
             updates, latest = watch.updates(now)
             if latest is None:
                 return kind, dcgm_structs.DCGM_ST_NO_DATA, _blank(kind, "blank")
