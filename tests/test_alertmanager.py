@@ -63,8 +63,9 @@ def test_a_namespace_alert_goes_to_the_team_owning_the_namespace(amtool: str, na
 
 
 def test_every_shipped_alert_reaches_one_receiver(amtool: str) -> None:
-    """Per-slice (info) alerts go to the digest, the node alert and health alerts to the platform team."""
-    expected = {"info": "gpu-digest", "warning": "gpu-platform"}
+    """Per-slice (info) alerts go to the digest, the node alert and health alerts to the platform team, critical
+    XIDs to the on-call."""
+    expected = {"info": "gpu-digest", "warning": "gpu-platform", "critical": "gpu-oncall"}
     alerts = shipped_alerts()
     assert {"MigInstanceIdle", "MigNodeIdleCapacity", "MigNamespaceIdleSlices"} <= {a["alert"] for a in alerts}
     for alert in alerts:
@@ -74,6 +75,7 @@ def test_every_shipped_alert_reaches_one_receiver(amtool: str) -> None:
         labels = {"alertname": alert["alert"], "severity": severity, "instance": "node-a:9401"}
         assert routed(amtool, labels) == [expected[severity]], alert["alert"]
     assert next(a for a in alerts if a["alert"] == "MigInstanceIdle")["labels"]["severity"] == "info"
+    assert "critical" in {a["labels"]["severity"] for a in alerts if a["alert"] == "MigGpuXidError"}
 
 
 class Alertmanager:

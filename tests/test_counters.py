@@ -28,6 +28,7 @@ DEFAULT_FAMILIES = [
     "DCGM_FI_DEV_MEM_COPY_UTIL",
     "DCGM_FI_DEV_ENC_UTIL",
     "DCGM_FI_DEV_DEC_UTIL",
+    "DCGM_FI_DEV_XID_ERRORS",
     "DCGM_FI_DEV_FB_FREE",
     "DCGM_FI_DEV_FB_USED",
     "DCGM_FI_DEV_FB_RESERVED",
@@ -57,7 +58,7 @@ def test_dcgm_exporters_default_counters_file_is_accepted_as_it_is() -> None:
     selection = read_counters(str(DEFAULT_COUNTERS))
     assert [c.family.name for c in selection.families] == DEFAULT_FAMILIES
     assert selection.labels == ("DCGM_FI_DRIVER_VERSION",)
-    assert selection.not_collected == ("DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_VGPU_LICENSE_STATUS")
+    assert selection.not_collected == ("DCGM_FI_DEV_VGPU_LICENSE_STATUS",)
     types = {c.family.name: c.type for c in selection.families}
     assert types["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] == "counter" and types["DCGM_FI_DEV_SM_CLOCK"] == "gauge"
     helps = {c.family.name: c.help for c in selection.families}
@@ -74,10 +75,12 @@ def test_default_counters_serve_only_their_families_and_name_what_is_not_read() 
     assert "DCGM_FI_PROF_SM_ACTIVE" not in s  # commented out in the file
     assert "# HELP DCGM_FI_DEV_SM_CLOCK SM clock frequency (in MHz). (dcgm-exporter name; --names dcgm)\n" in text
     assert all(labels["DCGM_FI_DRIVER_VERSION"] == "550.127.05" for labels, _ in s["DCGM_FI_DEV_GPU_TEMP"])
+    assert sorted(labels["gpu"] for labels, value in s["DCGM_FI_DEV_XID_ERRORS"] if value == 0) == [
+        str(gpu) for gpu in range(8)
+    ]  # the last XID per GPU, 0 before any
     for gpu in range(8):
-        for field in ("DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_VGPU_LICENSE_STATUS"):
-            line = f'mig_exporter_field_supported{{field="{field}",gpu="{gpu}",reason="not_collected"}} 0.0\n'
-            assert line in text
+        labels = f'field="DCGM_FI_DEV_VGPU_LICENSE_STATUS",gpu="{gpu}",reason="not_collected"'
+        assert f"mig_exporter_field_supported{{{labels}}} 0.0\n" in text
 
 
 def test_a_file_without_the_label_row_serves_no_driver_version_label() -> None:

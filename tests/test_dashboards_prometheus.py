@@ -246,5 +246,6 @@ def test_health_alerts_stay_silent_on_a_healthy_node(stack: Stack) -> None:
     for name in ("MigExporterDown", "MigExporterStale", "MigInstanceMemoryNearlyFull"):
         assert stack.prom.query(rules[name]) == [], name
     active = {a["labels"]["alertname"] for a in stack.prom.api("alerts")["alerts"]}
-    # the node's five idle slices hold 8/7 GPU-equivalents: its node alert is pending (it fires after a day)
-    assert active == {"MigInstanceIdle", "MigInstanceUnderutilized", "MigNodeIdleCapacity"}
+    # the node's five idle slices hold 8/7 GPU-equivalents: its node alert is pending (it fires after a day) once
+    # the 5m fleet group has run, which a test this short may not have seen yet; no XID alert on a healthy node
+    assert active - {"MigNodeIdleCapacity"} == {"MigInstanceIdle", "MigInstanceUnderutilized"}

@@ -117,7 +117,8 @@ async def test_dcgm_refused_xid_watch_leaves_the_rest(engine: Any, sampler: Samp
     snapshot = await sampler.run_once()
     assert snapshot.source_up and not snapshot.stale_gpus
     sample = snapshot.samples[1]
-    assert sample.unsupported == {Field.XID_ERRORS: "not_supported"}
+    mig_refused = (Field.GPU_UTIL, Field.MEMORY_COPY_UTIL)  # DCGM has no whole-GPU utilization with MIG on
+    assert sample.unsupported == dict.fromkeys((*mig_refused, Field.XID_ERRORS), "not_supported")
     assert sample.get(Entity(1), Field.POWER) is not None
     assert sample.get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) is not None
     text = Renderer(builders_for("dcgm")).render(snapshot).decode()

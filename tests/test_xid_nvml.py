@@ -129,7 +129,8 @@ async def test_refused_xid_events_leave_the_gpu_data_intact(
     snapshot = await sampler.run_once()
     assert snapshot.source_up and not snapshot.stale_gpus
     sample = snapshot.samples[1]
-    assert sample.unsupported == {Field.XID_ERRORS: reason}
+    mig_refused = (Field.REMAPPED_ROWS_CORRECTABLE, Field.REMAPPED_ROWS_UNCORRECTABLE, Field.ROW_REMAP_FAILURE)
+    assert sample.unsupported == {**dict.fromkeys(mig_refused, "not_supported"), Field.XID_ERRORS: reason}
     assert sample.get(Entity(1), Field.POWER) is not None
     assert sample.get(Entity(1, 1), Field.GR_ENGINE_ACTIVE) is not None
     text = render(snapshot)
