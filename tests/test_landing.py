@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -13,7 +15,7 @@ from exporter.http.landing import landing_page, layout_fragment
 from exporter.http.layout import ActivityWindow, LayoutView, layout
 from exporter.http.server import build_app
 from exporter.kubernetes.attribution import Allocation, Holder, PodAttribution
-from exporter.model import Field, Snapshot
+from exporter.model import Entity, Field, Snapshot
 from exporter.sampler import Sampler
 from exporter.sources.synthetic.patterns import Idle
 from exporter.sources.synthetic.simulator import Simulator
@@ -146,6 +148,25 @@ def test_a_pause_between_bursts_is_not_idle(dgx: Simulator) -> None:
     assert not view.window_filling and 'class="filling"' not in layout_fragment(view)
 
 
+def test_the_window_holds_exactly_its_last_minutes_through_hours_of_samples(dgx: Simulator) -> None:
+    """Samples older than the window leave it, however long the daemon runs; a removed instance is forgotten."""
+    window = ActivityWindow(seconds=10)
+    snapshot = snapshot_at(dgx, BURST_HIGH)
+    values = snapshot.samples[0].values
+    for t in range(3600):  # an hour at 1 s: GPU 0's GI 1 reads t / 3600 at time t
+        sample = dataclasses.replace(
+            snapshot.samples[0], values={**values, Entity(0, 1): {Field.GR_ENGINE_ACTIVE: t / 3600}}
+        )
+        window.update(dataclasses.replace(snapshot, timestamp=float(t), samples={**snapshot.samples, 0: sample}))
+    assert window.mean(0, 1) == pytest.approx(sum(range(3589, 3600)) / 11 / 3600)  # 3589 s .. 3599 s
+    assert window.covered == 10
+    gone = dataclasses.replace(
+        snapshot, topology=dataclasses.replace(snapshot.topology, gpus=snapshot.topology.gpus[1:])
+    )
+    window.update(dataclasses.replace(gone, timestamp=3600.0))
+    assert window.mean(0, 1) is None and window.mean(1, 1) is not None
+
+
 def test_while_the_window_fills_the_idle_count_says_what_it_rests_on(dgx: Simulator) -> None:
     """Shortly after start the summary says how much of the 5-minute window is sampled, and when it is full."""
     window = ActivityWindow()
@@ -226,3 +247,24 @@ def test_a_stale_gpu_is_marked_on_its_card(dgx: Simulator) -> None:
     cards = sections(layout_fragment(layout(stale, ActivityWindow(), "synthetic")))
     assert '<span class="badge">stale: no fresh sample</span>' in cards[2]
     assert cards[2].count('<td class="num">-</td>') == 4
+
+
+def test_the_page_s_modules_load_on_its_first_view_not_at_start_up() -> None:
+    """A daemon only Prometheus talks to never loads Jinja2, the drawings or the counters-file parser (RSS)."""
+    code = """
+import asyncio, sys
+from exporter.cli import main, serve
+from exporter.http.landing import landing_page
+from exporter.http.layout import ActivityWindow, layout
+from exporter.sampler import Sampler
+from exporter.sources import SourceOptions, open_source
+lazy = ("jinja2", "markupsafe", "xml.etree.ElementTree", "exporter.http.drawings", "csv", "difflib")
+print(*(m in sys.modules for m in lazy))
+sampler = Sampler(open_source("synthetic", SourceOptions(scenario="dgx-h100")))
+snapshot = asyncio.run(sampler.run_once())
+assert "data-gpu" in landing_page(layout(snapshot, ActivityWindow(), "synthetic"), 1.0)
+print(*(m in sys.modules for m in lazy[:4]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["False False False False False False", "True True True True"]

@@ -7,7 +7,6 @@ is declared once in OPTIONS; its flag, environment variable and config key deriv
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -279,6 +278,8 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """A warning for each MIG_EXPORTER_* variable that names no setting, with the likeliest one it meant."""
+    import difflib  # where a variable is unknown only: a daemon does not carry the module
+
     known = {o.env for o in OPTIONS} | {CONFIG_ENV}
     warnings = []
     for name in sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in known):

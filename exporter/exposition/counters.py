@@ -10,8 +10,6 @@ and field; one it knows but does not read is served as absent, with the reason i
 
 from __future__ import annotations
 
-import csv
-import difflib
 from pathlib import Path
 
 from exporter.excerpt import excerpt
@@ -44,6 +42,9 @@ def read_counters(path: str) -> DcgmSelection:
 
 def parse_counters(text: str, origin: str) -> DcgmSelection:
     """The selection of a counters file's text; `origin` names it in errors."""
+    import csv  # with --collectors only: a daemon without it does not carry the modules
+    import difflib
+
     families: list[Chosen] = []
     labels: list[str] = []
     not_collected: list[str] = []
