@@ -109,8 +109,10 @@ async def _spaced(ports: list[int], count: int, spacing: tuple[float, float], se
     try:
         for _ in range(count):
             for conn, result in zip(conns, results, strict=True):
+                # Each scrape comes after a pause of its own, so that no target is always the first
+                # after the client's sleep (a cold client and CPU) or always right behind a slow one.
+                await asyncio.sleep(rng.uniform(*spacing) / len(conns))
                 await _timed(conn, result)
-            await asyncio.sleep(rng.uniform(*spacing))
     finally:
         for conn in conns:
             await conn.close()
@@ -123,7 +125,8 @@ def scrape_spaced(ports: list[int], count: int, spacing: tuple[float, float], se
     """Scrape each port `count` times, one after the other, a random `spacing` (seconds) apart, as Prometheus.
 
     With a spacing longer than the sampling interval, every scrape is the first one of a new sample,
-    at a random moment of the sampling cycle. Each target keeps one connection where it allows.
+    at a random moment of the sampling cycle. The targets take turns, each scrape after a pause of
+    `spacing` / len(ports), so every target is treated alike. Each keeps one connection where it allows.
     """
     return asyncio.run(_spaced(ports, count, spacing, seed))
 
