@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from exporter.model import Entity, Field, Gpu, GpuSample, Topology
-from exporter.sampler import Sampler
+from exporter.sampler import STARTS_PER_TURN, Sampler
 from exporter.sources.base import GpuError, TopologyChangedError
 from exporter.sources.synthetic.scenario import parse
 from exporter.sources.synthetic.simulator import Simulator
@@ -191,3 +191,31 @@ async def test_topology_changes_count_gpus_that_changed(dgx: Simulator) -> None:
     snapshot = await sampler.run_once()
     assert snapshot.topology_changes == 2 and snapshot.errors == {}
     assert (await sampler.run_once()).topology_changes == 2
+
+
+async def test_a_source_computing_in_the_loop_lets_requests_in_between_its_gpus(dgx: Simulator) -> None:
+    """Samples start a few GPUs per turn of the event loop: a simulated 64-GPU node never holds it for all."""
+    source, sampler = make(dgx)
+    turns = 0
+    started_in_turn: list[int] = []
+    original = source.sample
+
+    async def sample(gpu: Gpu) -> GpuSample:
+        started_in_turn.append(turns)
+        return await original(gpu)
+
+    source.sample = sample  # type: ignore[method-assign]
+
+    async def count_turns() -> None:  # what a request handler gets: a run of the loop between others
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    snapshot = await sampler.run_once()
+    counter.cancel()
+    assert sorted(snapshot.samples) == list(range(8)) and len(started_in_turn) == 8
+    per_turn = [started_in_turn.count(turn) for turn in sorted(set(started_in_turn))]
+    assert STARTS_PER_TURN == 4 and per_turn == [4, 4]  # 8 GPUs over two turns, a request can come between
