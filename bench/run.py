@@ -58,6 +58,7 @@ class Figures:
     floor_fresh_p50_ms: float | None  # bench/floor.py (bare aiohttp, fixed bytes) in the same windows; ours only
     floor_fresh_p99_ms: float | None
     floor_healthz_p99_ms: float | None
+    floor_healthz_max_ms: float | None
     cpu_share: float  # fraction of one core at a 1 s interval, scraped every 15 s
     cpu_per_cycle_ms: float  # not scraped in that window
     rss_mb: float  # after the idle window
@@ -228,6 +229,7 @@ def measure_size(gpus: int, windows: Windows, workdir: Path) -> dict[str, Figure
                 floor_fresh_p50_ms=ms(spaced[-1].latencies, 50) if probed else None,
                 floor_fresh_p99_ms=ms(spaced[-1].latencies, 99) if probed else None,
                 floor_healthz_p99_ms=ms(floor_healthz.latencies, 99) if probed else None,
+                floor_healthz_max_ms=ms(floor_healthz.latencies, 100) if probed else None,
                 cpu_share=scraped_cpu[t.name] / windows.periodic,
                 cpu_per_cycle_ms=idle_cpu[t.name] / windows.idle * 1000,  # one cycle per second
                 rss_mb=rss_idle[t.name],
@@ -264,6 +266,7 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ),
     ("floor_fresh_p99_ms", "floor: the same scrapes of that app, p99 (ms)", "{:.3f}", False),
     ("floor_healthz_p99_ms", "floor: the same /healthz probes of that app, p99 (ms)", "{:.3f}", False),
+    ("floor_healthz_max_ms", "floor: the slowest of those probes (ms)", "{:.2f}", False),
     ("cpu_share", "CPU share at a 1 s interval, scraped every 15 s (% of a core)", "{:.2%}", False),
     ("rss_mb", "RSS (MiB)", "{:.1f}", False),
     ("rss_after_load_mb", "RSS after the scrape load (MiB)", "{:.1f}", False),
@@ -275,7 +278,14 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("p99_c32_ms", "back-to-back scrapes, p99, concurrency 32 (ms)", "{:.2f}", False),
     ("scrapes_per_s_c32", "scrapes per second, concurrency 32", "{:.0f}", True),
 ]
-NO_RATIO = {"series", "body_bytes", "floor_fresh_p50_ms", "floor_fresh_p99_ms", "floor_healthz_p99_ms"}
+NO_RATIO = {
+    "series",
+    "body_bytes",
+    "floor_fresh_p50_ms",
+    "floor_fresh_p99_ms",
+    "floor_healthz_p99_ms",
+    "floor_healthz_max_ms",
+}
 
 
 def advantage(ours: float | None, base: float | None, higher_better: bool) -> str:
