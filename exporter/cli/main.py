@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (raised, printed by main) instead of usage + exit."""
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
+        # argparse quotes some arguments (invalid choices) but not others (unrecognized ones): escape what it
+        # did not, so an argument with a newline or a control character still makes one line.
+        raise ConfigError("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 # Subcommand -> the module that defines its parser (`add_parser`) and runs it (`run`).
