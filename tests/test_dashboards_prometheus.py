@@ -59,11 +59,26 @@ class Stack:
         result: list[dict[str, Any]] = self.prom.api("query", query=expr, time=str(self.when(expr)))["result"]
         return result
 
-    def mean_activity(self, gpu: int, gi: int, seconds: float) -> float:
-        """The simulator's mean GPU-instance activity over the last `seconds`, at the backfill's resolution."""
-        end = time.time()
-        times = [end - i * STEP_S for i in range(int(seconds / STEP_S) + 1)]
+    def mean_activity(self, gpu: int, gi: int, start: float, end: float) -> float:
+        """The simulator's mean GPU-instance activity over [start, end], at the backfill's resolution."""
+        times = [end - i * STEP_S for i in range(int((end - start) / STEP_S) + 1)]
         return sum(self.sim.gi_activity(gpu, gi, t)[Field.GR_ENGINE_ACTIVE] for t in times) / len(times)
+
+    def daily_rollup_means(self) -> dict[Key, float]:
+        """Per instance, the simulator's mean over the hours whose rollups `avg_over_time(...rollup_avg1h[1d])`
+        averages now.
+
+        The hourly rollups are evaluated on the hour, each over the hour before it (from where the data begins),
+        so which hours those are depends on the clock: not simply the last 3,600 s.
+        """
+        series = self.prom.api("query", query=f"{recorded.INSTANCE_ACTIVITY_ROLLUP_AVG1H}[1d]", time=str(time.time()))
+        hours = [float(at) for at, _ in series["result"][0]["values"]]
+        begins = self.start - HISTORY_S
+        return {
+            (str(g.index), str(i.gi)): sum(self.mean_activity(g.index, i.gi, max(h - 3600, begins), h) for h in hours)
+            / len(hours)
+            for g, i in self.sim.topology().iter_instances()
+        }
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +235,7 @@ def test_idle_rules_and_alerts_report_exactly_the_idle_instances(stack: Stack) -
 def test_underutilized_alert_follows_the_simulated_daily_mean(stack: Stack) -> None:
     """MigInstanceUnderutilized is pending for every instance whose mean is between the thresholds, and no other."""
     sim = stack.sim
-    means = {
-        (str(g.index), str(i.gi)): stack.mean_activity(g.index, i.gi, 3600) for g, i in sim.topology().iter_instances()
-    }
+    means = stack.daily_rollup_means()
     sure = {k for k, m in means.items() if TH.idle + 0.02 < m < TH.underused - 0.02}
     maybe = {k for k, m in means.items() if TH.idle - 0.02 <= m <= TH.underused + 0.02}
     assert (
